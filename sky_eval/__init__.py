@@ -1,0 +1,1 @@
+"""sky_eval: benchmarks, generation backends and honest metrics (work in progress)."""

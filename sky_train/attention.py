@@ -1,0 +1,80 @@
+"""Varlen attention for packed rows on GPU: torch's flash-attention varlen kernel behind transformers'
+attention interface.
+
+Registered as attn_implementation="sky_varlen". The training step passes `cu_seq_lens_q/k` and
+`max_length_q/k` (from `packing.cu_seqlens`) as model kwargs; transformers forwards them to every attention
+call, so no (T, T) mask is ever built and documents never attend to each other. transformers builds no mask
+for an implementation it does not know, which is what we want here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+
+NAME = "sky_varlen"
+
+
+def varlen_available() -> bool:
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _torch_varlen_kernel(q, k, v, cu_q, cu_k, max_q, max_k, scale, enable_gqa):  # type: ignore[no-untyped-def]
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    kwargs: dict[str, Any] = {"scale": scale}
+    # The causal flag moved from `is_causal` to `window_size=(-1, 0)` across torch releases.
+    if "window_size" in params:
+        kwargs["window_size"] = (-1, 0)
+    else:
+        kwargs["is_causal"] = True
+    if "enable_gqa" in params:
+        kwargs["enable_gqa"] = enable_gqa
+    elif enable_gqa:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
+
+
+# Swappable so that CPU tests can check the plumbing (layouts, GQA, cu_seqlens) against a reference kernel.
+kernel: Callable[..., torch.Tensor] = _torch_varlen_kernel
+
+
+def varlen_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # (B, Hq, T, D)
+    key: torch.Tensor,  # (B, Hkv, T, D)
+    value: torch.Tensor,  # (B, Hkv, T, D)
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    if "cu_seq_lens_q" not in kwargs:
+        raise ValueError(
+            "attn_implementation='sky_varlen' needs cu_seq_lens_q/max_length_q model kwargs (packing.cu_seqlens)"
+        )
+    b, hq, t, d = query.shape
+    hkv = key.shape[1]
+    q = query.transpose(1, 2).reshape(b * t, hq, d)  # (B*T, Hq, D): rows are consecutive documents
+    k = key.transpose(1, 2).reshape(b * t, hkv, d)
+    v = value.transpose(1, 2).reshape(b * t, hkv, d)
+    out = kernel(
+        q, k, v, kwargs["cu_seq_lens_q"], kwargs.get("cu_seq_lens_k", kwargs["cu_seq_lens_q"]),
+        kwargs["max_length_q"], kwargs.get("max_length_k", kwargs["max_length_q"]), scaling, hq != hkv,
+    )
+    return out.reshape(b, t, hq, d), None  # transformers expects (B, T, H, D)
+
+
+def register_varlen_attention() -> str:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(NAME, varlen_attention_forward)
+    return NAME

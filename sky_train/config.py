@@ -1,0 +1,165 @@
+"""Typed configuration of a sky_train run.
+
+Hydra composes `conf/train.yaml` and its groups into a DictConfig; `to_config` merges it onto these
+dataclasses (unknown keys and wrong types fail there, once) and `validate` checks the values that depend on
+each other. Everything below the entry point takes these plain dataclasses, never a DictConfig.
+
+The key names are the public interface (`run_dir`, `seed`, `model.name_or_path`, `data.path`,
+`data.max_seq_len`, `data.packing`, `train.global_batch_size`, `train.micro_batch_size`, `train.epochs`,
+`train.max_steps`, `optim.lr`, `optim.warmup_ratio`, `optim.max_grad_norm`, `fsdp.mixed_precision`,
+`fsdp.activation_checkpointing`, `fsdp.cpu_offload`): keep them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass
+class ModelConfig:
+    # A local Hugging Face causal-LM directory (config + safetensors + tokenizer). None: build `tiny` from a
+    # config with random weights and use the tokenizer that ships with sky_train (the embedded default).
+    name_or_path: str | None = None
+    # Keyword arguments of transformers' Qwen2Config for the from-scratch model, used when name_or_path is None.
+    tiny: dict[str, Any] = field(default_factory=dict)
+    # Tokenizer directory, when it is not the model's own directory.
+    tokenizer: str | None = None
+    # "auto": sdpa on CPU (packed mask from position_ids), varlen flash attention on CUDA when available.
+    attn_implementation: str = "auto"
+    # Load pretrained weights (True) or only the architecture with random weights (False), e.g. for benchmarks.
+    pretrained: bool = True
+
+
+@dataclass
+class DataConfig:
+    # A JSON/JSONL file (Sky-T1 `conversations` or OpenAI `messages` records), a directory saved by
+    # `datasets.Dataset.save_to_disk`, or "hf:<name>" for a `datasets` hub name. None: the embedded set.
+    path: str | None = None
+    split: str = "train"
+    max_seq_len: int = 16384
+    packing: bool = True
+    # What ends an assistant turn. None: whatever the tokenizer's chat template writes (Qwen2.5-Instruct:
+    # <|im_end|>). The original Sky-T1 template ended assistant turns with "<|endoftext|>".
+    assistant_end: str | None = None
+    # Sky-T1 records carry their own `system`; this one is used for records without one (None: the template's).
+    default_system: str | None = None
+    # Shuffle the samples every epoch (seeded by `seed` and the epoch).
+    shuffle: bool = True
+    # Cap on the number of samples read (None: all), handy for smoke tests.
+    max_samples: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    # Samples per optimiser step over all ranks, as in the recipe (96 = micro 1 x accumulation 12 x 8 GPUs).
+    global_batch_size: int = 96
+    # Rows per micro-batch: packed rows of max_seq_len tokens with packing, samples without.
+    micro_batch_size: int = 1
+    epochs: int = 3
+    # Stop after this many optimiser steps (None: run all epochs). Also sets the LR schedule length.
+    max_steps: int | None = None
+    log_every: int = 1
+    # Save a resumable checkpoint every N steps (0: only at the end of training when save_final_checkpoint).
+    save_every: int = 0
+    save_final_checkpoint: bool = False
+    # Resume from the newest step_*/ checkpoint in run_dir when there is one.
+    resume: bool = True
+    # Export the trained model in Hugging Face format to <run_dir>/hf/.
+    export_hf: bool = True
+    # Tokens per chunk of the chunked cross-entropy (bounds the logits' memory at large vocabularies).
+    loss_chunk_tokens: int = 4096
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_ratio: float = 0.1
+    # The cosine decays to min_lr_ratio * lr.
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    # Use the fused AdamW kernel where torch has one for the device.
+    fused: bool = True
+
+
+@dataclass
+class FSDPConfig:
+    # bf16: bf16 compute with fp32 master weights and fp32 gradient reduction. fp32: everything fp32.
+    mixed_precision: str = "bf16"
+    activation_checkpointing: bool = True
+    # Keep parameters, gradients and optimiser state on the CPU (GPU runs only).
+    cpu_offload: bool = False
+    reshard_after_forward: bool = True
+
+
+@dataclass
+class MetricsConfig:
+    # Peak dense FLOP/s of one device for MFU. None: looked up for known GPUs, unknown (null MFU) on CPU.
+    peak_flops: float | None = None
+    wandb: bool = False
+    wandb_project: str = "sky-recipe"
+
+
+@dataclass
+class SkyTrainConfig:
+    run_name: str = "default"
+    # Everything a run writes goes here; the same path on every rank (no timestamps).
+    run_dir: str = "runs/default"
+    seed: int = 0
+    # "auto": cuda when available, else cpu.
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+def to_config(cfg: DictConfig | dict | SkyTrainConfig | None = None, **overrides: Any) -> SkyTrainConfig:
+    """Merge a Hydra/OmegaConf config (or a nested dict) onto the schema and validate it.
+
+    Unknown keys and values of the wrong type raise here, before any work starts.
+    `overrides` are dotted keys, e.g. `to_config(cfg, **{"optim.lr": 2e-5})`.
+    """
+    schema = OmegaConf.structured(SkyTrainConfig)
+    if isinstance(cfg, SkyTrainConfig):
+        cfg = OmegaConf.structured(cfg)
+    # Hydra-only sections (hydra:, defaults:) are not ours.
+    if cfg is not None:
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if not isinstance(cfg, dict) else OmegaConf.create(cfg)
+        for key in ("hydra", "defaults", "experiment", "debug"):
+            if key in cfg:
+                del cfg[key]
+    merged = OmegaConf.merge(schema, cfg or {})
+    for dotted, value in overrides.items():
+        OmegaConf.update(merged, dotted, value, merge=True)
+    out: SkyTrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    out.optim.betas = tuple(out.optim.betas)  # type: ignore[assignment]
+    validate(out)
+    return out
+
+
+def validate(cfg: SkyTrainConfig) -> None:
+    """Reject combinations that cannot work, with the key to change in the message."""
+    if cfg.fsdp.mixed_precision not in ("bf16", "fp32"):
+        raise ValueError(f"fsdp.mixed_precision must be 'bf16' or 'fp32', got {cfg.fsdp.mixed_precision!r}")
+    if cfg.data.max_seq_len < 2:
+        raise ValueError(f"data.max_seq_len must be >= 2, got {cfg.data.max_seq_len}")
+    if cfg.train.global_batch_size < 1 or cfg.train.micro_batch_size < 1:
+        raise ValueError("train.global_batch_size and train.micro_batch_size must be >= 1")
+    if cfg.train.max_steps is None and cfg.train.epochs < 1:
+        raise ValueError("set train.epochs >= 1 or train.max_steps")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 1:
+        raise ValueError(f"train.max_steps must be >= 1, got {cfg.train.max_steps}")
+    if not 0.0 <= cfg.optim.warmup_ratio < 1.0:
+        raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {cfg.optim.warmup_ratio}")
+    if cfg.optim.lr <= 0:
+        raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")

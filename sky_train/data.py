@@ -1,0 +1,277 @@
+"""Read SFT records, render them with the tokenizer's chat template, and label only assistant tokens.
+
+Accepted inputs (`data.path`):
+- Sky-T1 / ShareGPT records `{"system": ..., "conversations": [{"from": "user"|"assistant", "value": ...}]}`,
+  as a JSON list or JSONL;
+- OpenAI-style `{"messages": [{"role": ..., "content": ...}]}` JSONL (or a JSON list);
+- a `datasets` dataset: a directory written by `save_to_disk`, or `hf:<name>` for a hub name.
+
+Every error names the file and the line (JSONL) or record index (JSON list, dataset) it comes from.
+Labels are returned already shifted (`labels[t]` is the target for position t), so that packing samples
+side by side can never train a token to predict the next document's first token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+IGNORE_INDEX = -100
+
+_ROLE_ALIASES = {
+    "human": "user", "user": "user",
+    "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+    "system": "system",
+}
+
+
+class DataError(ValueError):
+    """A record that cannot be trained on; the message names the file and line or record."""
+
+
+@dataclass
+class Conversation:
+    messages: list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": str}]
+    source: str  # "file.jsonl:12" (1-based line) or "file.json[3]" / "dataset[3]" (0-based record)
+
+
+@dataclass
+class Sample:
+    input_ids: list[int]
+    labels: list[int]  # shifted: labels[t] is the token that should follow input_ids[t], or IGNORE_INDEX
+    source: str
+    truncated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_label_tokens(self) -> int:
+        return sum(1 for y in self.labels if y != IGNORE_INDEX)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading records
+
+
+def load_conversations(
+    path: str | Path | None,
+    split: str = "train",
+    default_system: str | None = None,
+    max_samples: int | None = None,
+) -> list[Conversation]:
+    """Read every record of `path` into normalised conversations (see the module docstring for formats)."""
+    if path is None:
+        from sky_train.embedded import EMBEDDED_DATA
+
+        path = EMBEDDED_DATA
+    spec = str(path)
+    if spec.startswith("hf:"):
+        import datasets
+
+        rows = datasets.load_dataset(spec[3:], split=split)
+        records: Iterable[tuple[str, Any]] = ((f"{spec}[{i}]", r) for i, r in enumerate(rows))
+    elif Path(spec).is_dir():
+        records = _dataset_dir_records(Path(spec), split)
+    else:
+        records = _file_records(Path(spec))
+
+    out = []
+    for source, record in records:
+        out.append(Conversation(normalise_record(record, source, default_system), source))
+        if max_samples is not None and len(out) >= max_samples:
+            break
+    if not out:
+        raise DataError(f"{spec}: no records found")
+    return out
+
+
+def _dataset_dir_records(path: Path, split: str) -> Iterable[tuple[str, Any]]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"{path}: no split {split!r} (has {sorted(ds)})")
+        ds = ds[split]
+    return ((f"{path}[{i}]", r) for i, r in enumerate(ds))
+
+
+def _file_records(path: Path) -> Iterable[tuple[str, Any]]:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    if text.lstrip().startswith("["):
+        # A JSON list (Sky-T1 releases its data this way).
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        return ((f"{path}[{i}]", r) for i, r in enumerate(rows))
+    return _jsonl_records(path, text)
+
+
+def _jsonl_records(path: Path, text: str) -> Iterable[tuple[str, Any]]:
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: malformed JSON (column {e.colno}: {e.msg})") from None
+        yield f"{path}:{lineno}", record
+
+
+def normalise_record(record: Any, source: str, default_system: str | None = None) -> list[dict[str, str]]:
+    """One record in any accepted format -> [{"role", "content"}], checked for an assistant turn."""
+    if not isinstance(record, dict):
+        raise DataError(f"{source}: expected a JSON object, got {type(record).__name__}")
+    if "conversations" in record:
+        turns = record["conversations"]
+        if not isinstance(turns, list):
+            raise DataError(f"{source}: 'conversations' must be a list")
+        messages = []
+        system = record.get("system")
+        if system:
+            messages.append({"role": "system", "content": str(system)})
+        for j, turn in enumerate(turns):
+            if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+                raise DataError(f"{source}: conversations[{j}] needs 'from' and 'value'")
+            messages.append({"role": _role(turn["from"], source, j), "content": _text(turn["value"], source, j)})
+    elif "messages" in record:
+        turns = record["messages"]
+        if not isinstance(turns, list):
+            raise DataError(f"{source}: 'messages' must be a list")
+        messages = []
+        for j, turn in enumerate(turns):
+            if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+                raise DataError(f"{source}: messages[{j}] needs 'role' and 'content'")
+            messages.append({"role": _role(turn["role"], source, j), "content": _text(turn["content"], source, j)})
+    else:
+        raise DataError(f"{source}: record has neither 'conversations' (Sky-T1) nor 'messages' (OpenAI)")
+
+    if default_system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": default_system})
+    if not any(m["role"] == "assistant" and m["content"] for m in messages):
+        raise DataError(f"{source}: no assistant turn with content; nothing to train on")
+    return messages
+
+
+def _role(raw: Any, source: str, j: int) -> str:
+    role = _ROLE_ALIASES.get(str(raw).lower())
+    if role is None:
+        raise DataError(f"{source}: turn {j} has unknown role {raw!r}")
+    return role
+
+
+def _text(raw: Any, source: str, j: int) -> str:
+    if not isinstance(raw, str):
+        raise DataError(f"{source}: turn {j} content must be a string, got {type(raw).__name__}")
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering and labels
+
+
+def render_segments(
+    messages: list[dict[str, str]], tokenizer: Any, assistant_end: str | None = None
+) -> list[tuple[str, bool]]:
+    """Split the chat-template rendering of `messages` into (text, trained) segments.
+
+    The template is rendered on growing prefixes of the conversation, so any template that renders a
+    prefix as a prefix works (Qwen's, Llama's, ...). An assistant segment runs from its first content
+    character through its terminator; what the template writes after the terminator (Qwen: "\\n") and the
+    `<|im_start|>assistant\\n` header are prompt. `assistant_end` replaces the template's terminator (the
+    tokenizer's eos token), e.g. "<|endoftext|>" as the original Sky-T1 template did.
+    """
+    template_end = tokenizer.eos_token
+    segments: list[tuple[str, bool]] = []
+    rendered = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = _render(tokenizer, messages[:i], generation_prompt=True)
+        full = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        if not prompt.startswith(rendered) or not full.startswith(prompt):
+            raise DataError("the chat template does not render a conversation prefix as a prefix")
+        segments.append((prompt[len(rendered):], False))
+        reply = full[len(prompt):]
+        cut = reply.rfind(template_end) if template_end else -1
+        if cut < 0:  # template without a terminator: train on the reply, append the configured one
+            segments.append((reply + (assistant_end or ""), True))
+        else:
+            segments.append((reply[:cut] + (assistant_end or template_end), True))
+            if reply[cut + len(template_end):]:
+                segments.append((reply[cut + len(template_end):], False))
+        rendered = full
+    return [(text, trained) for text, trained in segments if text]
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    if not messages:
+        return ""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def tokenize_conversation(
+    conversation: Conversation, tokenizer: Any, max_seq_len: int, assistant_end: str | None = None
+) -> Sample:
+    """Render, tokenize segment by segment, shift the labels and truncate to `max_seq_len` tokens.
+
+    Segments are tokenized separately (as LLaMA-Factory does): the prompt then ends exactly where a
+    generation engine starts, and no BPE merge crosses a prompt/answer boundary.
+    """
+    input_ids: list[int] = []
+    trained: list[bool] = []
+    for text, is_assistant in render_segments(conversation.messages, tokenizer, assistant_end):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        input_ids.extend(ids)
+        trained.extend([is_assistant] * len(ids))
+    truncated = len(input_ids) > max_seq_len
+    input_ids, trained = input_ids[:max_seq_len], trained[:max_seq_len]
+    return Sample(input_ids, shift_labels(input_ids, trained), conversation.source, truncated)
+
+
+def shift_labels(input_ids: list[int], trained: list[bool]) -> list[int]:
+    """labels[t] = input_ids[t+1] where token t+1 is trained, else IGNORE_INDEX; the last is always ignored."""
+    labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(input_ids[1:], trained[1:])]
+    return labels + [IGNORE_INDEX] if input_ids else []
+
+
+@dataclass
+class DataReport:
+    records: int
+    samples: int  # kept for training
+    truncated: int  # cut at max_seq_len (and kept)
+    dropped: int  # nothing left to train on after truncation
+    tokens: int
+    label_tokens: int
+
+
+def build_samples(
+    conversations: list[Conversation], tokenizer: Any, max_seq_len: int, assistant_end: str | None = None
+) -> tuple[list[Sample], DataReport]:
+    """Tokenize every conversation; drop those with no trained token left after truncation (counted)."""
+    samples, truncated, dropped = [], 0, 0
+    for conv in conversations:
+        s = tokenize_conversation(conv, tokenizer, max_seq_len, assistant_end)
+        truncated += s.truncated
+        if s.num_label_tokens == 0:
+            dropped += 1
+            continue
+        samples.append(s)
+    if not samples:
+        raise DataError(
+            f"no sample has an assistant token within data.max_seq_len={max_seq_len} "
+            f"({len(conversations)} records, first: {conversations[0].source})"
+        )
+    report = DataReport(
+        records=len(conversations), samples=len(samples), truncated=truncated, dropped=dropped,
+        tokens=sum(len(s) for s in samples), label_tokens=sum(s.num_label_tokens for s in samples),
+    )
+    return samples, report

@@ -1,0 +1,72 @@
+"""Throughput, model FLOPs utilisation, memory, and the metrics.jsonl writer."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+# Dense bf16 tensor-core peak per device (no sparsity), from the vendors' data sheets.
+PEAK_BF16_FLOPS = {
+    "H100": 989e12,  # SXM; the PCIe card is 756e12
+    "H200": 989e12,
+    "H800": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "B200": 2250e12,
+}
+
+
+def device_peak_flops(device: torch.device, override: float | None = None) -> float | None:
+    """Peak FLOP/s of one device for MFU: the configured value, a known GPU's, or None (unknown, e.g. CPU)."""
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    if "H100" in name and "PCIe" in name:
+        return 756e12
+    for key, flops in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return flops
+    return None
+
+
+def training_flops(doc_lens: list[int], n_params_dense: int, n_layers: int, hidden: int) -> float:
+    """Model FLOPs of forward + backward over documents of the given lengths (recompute not counted).
+
+    6 * N per token for the matmuls with the weights (N excludes the embedding lookup), plus causal attention:
+    per layer and document, QK^T and AV cost 2 * 2 * L^2 * hidden FLOPs forward, halved by causality, times 3
+    for forward + backward = 6 * L^2 * hidden.
+    """
+    tokens = sum(doc_lens)
+    attn = sum(6 * n * n * hidden * n_layers for n in doc_lens)
+    return 6.0 * n_params_dense * tokens + attn
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak allocated accelerator memory; on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (1e9 if sys.platform == "darwin" else 1e6)
+
+
+class JsonlLogger:
+    """Append one JSON object per line and flush, so a crashed run keeps every step it finished."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f: TextIO = open(path, "a", encoding="utf-8")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,30 @@
+"""Shared fixtures: the embedded tiny tokenizer, small record files written by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from sky_train.embedded import load_tiny_tokenizer
+
+    return load_tiny_tokenizer()
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def sky_record(question: str, answer: str, system: str | None = "Think step by step.") -> dict:
+    rec = {"conversations": [{"from": "user", "value": question}, {"from": "assistant", "value": answer}]}
+    if system is not None:
+        rec["system"] = system
+    return rec
