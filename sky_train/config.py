@@ -41,6 +41,8 @@ class DataConfig:
     split: str = "train"
     max_seq_len: int = 16384
     packing: bool = True
+    # Unpacked only: sort each step's samples by length before forming padded micro-batches (less padding).
+    group_by_length: bool = True
     # What ends an assistant turn. None: whatever the tokenizer's chat template writes (Qwen2.5-Instruct:
     # <|im_end|>). The original Sky-T1 template ended assistant turns with "<|endoftext|>".
     assistant_end: str | None = None

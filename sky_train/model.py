@@ -51,22 +51,25 @@ def load_model_config(cfg: ModelConfig) -> Any:
 
 
 def pick_attn_implementation(requested: str, device: torch.device, mixed_precision: str) -> str:
-    """'auto': varlen flash attention on CUDA in bf16 (flash-attn if installed, else torch's varlen kernel),
-    SDPA with transformers' block-diagonal mask from position_ids otherwise (CPU, fp32)."""
+    """'auto': varlen attention, so packed documents cost only their own attention: flash-attn's kernel on
+    CUDA in bf16 when installed, else sky_train's (torch's flash varlen kernel on CUDA, per-document SDPA on
+    CPU). On CUDA in fp32 (no flash kernel takes fp32): transformers' SDPA with its block-diagonal mask."""
     if requested != "auto":
         return requested
-    if device.type == "cuda" and mixed_precision == "bf16":
-        from sky_train.attention import register_varlen_attention, varlen_available
+    from sky_train.attention import cuda_varlen_available, register_varlen_attention
 
+    if device.type == "cuda":
+        if mixed_precision != "bf16":
+            return "sdpa"
         try:
             import flash_attn  # noqa: F401
 
             return "flash_attention_2"
         except ImportError:
             pass
-        if varlen_available():
-            return register_varlen_attention()
-    return "sdpa"
+        if not cuda_varlen_available():
+            return "sdpa"
+    return register_varlen_attention()
 
 
 def build_meta_model(model_config: Any, attn_implementation: str) -> nn.Module:

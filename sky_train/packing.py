@@ -104,20 +104,26 @@ def collate_rows(rows: list[list[Sample]], pad_id: int) -> MicroBatch:
 
 
 def plan_micro_batches(
-    samples: list[Sample], max_seq_len: int, micro_batch_size: int, packing: bool, pad_id: int
+    samples: list[Sample],
+    max_seq_len: int,
+    micro_batch_size: int,
+    packing: bool,
+    pad_id: int,
+    group_by_length: bool = True,
 ) -> list[MicroBatch]:
     """One rank's share of a step -> micro-batches of `micro_batch_size` rows.
 
     packing=True: best-fit rows of up to max_seq_len tokens (several documents a row).
-    packing=False: one sample per row, as the original recipe trained (longest first, so that rows padded
-    together have similar lengths).
+    packing=False: one sample per row, as the original recipe trained; with group_by_length the step's
+    samples are sorted longest first so that rows padded together have similar lengths, else they are
+    padded in batch order.
     """
     if not samples:
         return []
     if packing:
         rows = [[samples[i] for i in sorted(b)] for b in best_fit_pack([len(s) for s in samples], max_seq_len)]
     else:
-        rows = [[s] for s in sorted(samples, key=len, reverse=True)]
+        rows = [[s] for s in (sorted(samples, key=len, reverse=True) if group_by_length else samples)]
     return [collate_rows(rows[k : k + micro_batch_size], pad_id) for k in range(0, len(rows), micro_batch_size)]
 
 

@@ -125,7 +125,8 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
         batch = [samples[i] for i in step_indices(step, len(samples), cfg.train.global_batch_size, cfg.seed, cfg.data.shuffle)]
         share = split_across_ranks([len(s) for s in batch], info.world_size)[info.rank]
         micro_batches = plan_micro_batches(
-            [batch[i] for i in share], cfg.data.max_seq_len, cfg.train.micro_batch_size, cfg.data.packing, pad_id
+            [batch[i] for i in share], cfg.data.max_seq_len, cfg.train.micro_batch_size, cfg.data.packing, pad_id,
+            cfg.data.group_by_length,
         )
         # Every rank must run the same number of forward/backward passes (FSDP communicates in each): pad
         # with dummy micro-batches whose loss is multiplied by 0, so every parameter still gets a gradient.

@@ -64,10 +64,11 @@ def reference_run(cfg):
     return losses, model
 
 
-@pytest.mark.parametrize("packing,micro", [(True, 1), (False, 3)])
-def test_trainer_matches_plain_transformers_reference(tmp_path, packing, micro):
+@pytest.mark.parametrize("packing,micro,attn", [(True, 1, "auto"), (True, 2, "sdpa"), (False, 3, "auto")])
+def test_trainer_matches_plain_transformers_reference(tmp_path, packing, micro, attn):
+    """auto: the per-document varlen path; sdpa: transformers' block-diagonal mask from position_ids."""
     cfg = tiny_cfg(tmp_path / "run")
-    cfg.data.packing, cfg.train.micro_batch_size = packing, micro
+    cfg.data.packing, cfg.train.micro_batch_size, cfg.model.attn_implementation = packing, micro, attn
     result = train(cfg)
     ref_losses, ref_model = reference_run(cfg)
     torch.testing.assert_close(result.losses, ref_losses, rtol=2e-5, atol=2e-5)
