@@ -59,8 +59,8 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce(value: float | int, op: str = "sum", device: torch.device | None = None) -> float:
-    """All-reduce one Python number (sum or max) in float64; exact for token counts below 2**53."""
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+def all_reduce(values: list[float], op: str = "sum", device: torch.device | None = None) -> list[float]:
+    """All-reduce a few Python numbers (sum or max) in one collective, in float64 (exact for counts < 2**53)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
-    return t.item()
+    return t.tolist()

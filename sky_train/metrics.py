@@ -37,16 +37,16 @@ def device_peak_flops(device: torch.device, override: float | None = None) -> fl
     return None
 
 
-def training_flops(doc_lens: list[int], n_params_dense: int, n_layers: int, hidden: int) -> float:
+def training_flops(doc_lens: list[int], label_tokens: int, n_body: int, n_head: int, n_layers: int, hidden: int) -> float:
     """Model FLOPs of forward + backward over documents of the given lengths (recompute not counted).
 
-    6 * N per token for the matmuls with the weights (N excludes the embedding lookup), plus causal attention:
-    per layer and document, QK^T and AV cost 2 * 2 * L^2 * hidden FLOPs forward, halved by causality, times 3
-    for forward + backward = 6 * L^2 * hidden.
+    6 FLOPs per weight per token (2 forward, 4 backward): the body's weights (N excludes the embedding lookup)
+    see every token, the LM head only the labelled ones (sky_train never computes the other logits). Causal
+    attention adds, per layer and document of L tokens, QK^T and AV at 2 * 2 * L^2 * hidden forward, halved
+    by causality, times 3 for forward + backward: 6 * L^2 * hidden.
     """
-    tokens = sum(doc_lens)
     attn = sum(6 * n * n * hidden * n_layers for n in doc_lens)
-    return 6.0 * n_params_dense * tokens + attn
+    return 6.0 * (n_body * sum(doc_lens) + n_head * label_tokens) + attn
 
 
 def peak_memory_gb(device: torch.device) -> float:

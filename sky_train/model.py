@@ -152,11 +152,14 @@ class SFTModel(nn.Module):
         return self.lm.get_decoder().layers
 
 
-def count_params(model_config: Any) -> tuple[int, int]:
-    """(all parameters, parameters excluding the input embedding), from a meta model; for FLOP counts."""
+def count_params(model_config: Any) -> tuple[int, int, int]:
+    """(all parameters, body parameters without the input embedding and LM head, LM head parameters),
+    from a meta model; for FLOP counts."""
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         m = AutoModelForCausalLM.from_config(model_config)
-    total = sum(p.numel() for p in m.parameters())
-    return total, total - m.get_input_embeddings().weight.numel() * (0 if model_config.tie_word_embeddings else 1)
+    total = sum(p.numel() for p in m.parameters())  # tied weights count once
+    embed = m.get_input_embeddings().weight.numel()
+    head = m.get_output_embeddings().weight.numel()
+    return total, total - embed - (0 if model_config.tie_word_embeddings else head), head

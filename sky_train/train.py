@@ -97,7 +97,7 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     full_sd = load_full_state_dict(cfg.model, model_config, cfg.seed) if info.is_main else None
     load_sharded_weights(model, full_sd, device, cfg.fsdp.cpu_offload)
     del full_sd
-    n_params, n_dense = count_params(model_config)
+    n_params, n_body, n_head = count_params(model_config)
     varlen = attn not in ("sdpa", "eager")  # varlen kernels take cu_seqlens instead of a mask
 
     # ---- optimizer --------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
         )
         # Every rank must run the same number of forward/backward passes (FSDP communicates in each): pad
         # with dummy micro-batches whose loss is multiplied by 0, so every parameter still gets a gradient.
-        n_micro = int(all_reduce(len(micro_batches), "max", device))
+        n_micro = int(all_reduce([len(micro_batches)], "max", device)[0])
         global_label_tokens = sum(s.num_label_tokens for s in batch)  # same on every rank: all see `batch`
         # FSDP averages gradients over ranks; scaling by world_size turns that into the sum we want.
         scale = info.world_size / global_label_tokens
@@ -157,23 +157,24 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-        loss = all_reduce(loss_sum.item(), "sum", device) / global_label_tokens
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t0
-        step_tokens = sum(len(s) for s in batch)
-        docs = [len(s) for s in batch]
-        flops = training_flops(docs, n_dense, model_config.num_hidden_layers, model_config.hidden_size)
+        # One collective for the step's numbers: loss sum, computed (rows x width) tokens, rows.
+        loss_total, step_computed, step_rows = all_reduce(
+            [loss_sum.item(), sum(mb.input_ids.numel() for mb in micro_batches),
+             sum(mb.input_ids.shape[0] for mb in micro_batches)], "sum", device)
+        loss = loss_total / global_label_tokens
+        dt = time.perf_counter() - t0  # the collective above waited for every rank's step
+        doc_lens = [len(s) for s in batch]
+        step_tokens = sum(doc_lens)
+        flops = training_flops(doc_lens, global_label_tokens, n_body, n_head, model_config.num_hidden_layers,
+                               model_config.hidden_size)
         losses.append(loss)
         total_tokens += step_tokens
         total_time += dt
-        step_computed, step_rows = (int(all_reduce(x, "sum", device)) for x in (
-            sum(mb.input_ids.numel() for mb in micro_batches), sum(mb.input_ids.shape[0] for mb in micro_batches)))
-        computed_tokens += step_computed
+        computed_tokens += int(step_computed)
         record = {
             "step": step + 1, "epoch": step // steps_per_epoch, "loss": loss, "lr": lr,
             "grad_norm": float(grad_norm), "tokens": step_tokens, "label_tokens": global_label_tokens,
-            "micro_batches": n_micro, "rows": step_rows, "packing_efficiency": step_tokens / step_computed,
+            "micro_batches": n_micro, "rows": int(step_rows), "packing_efficiency": step_tokens / step_computed,
             "tokens_per_s": step_tokens / dt,
             "mfu": flops / dt / (peak_flops * info.world_size) if peak_flops else None,
             "peak_mem_gb": peak_memory_gb(device), "step_time_s": dt,

@@ -40,9 +40,12 @@ def reference_run(cfg):
 
     tok = load_tokenizer(cfg.model)
     samples, _ = build_samples(load_conversations(None, max_samples=cfg.data.max_samples), tok, cfg.data.max_seq_len)
-    mc = load_model_config(cfg.model)
-    model = AutoModelForCausalLM.from_config(mc, attn_implementation="sdpa", dtype=torch.float32)
-    model.load_state_dict(load_full_state_dict(cfg.model, mc, cfg.seed))
+    if cfg.model.name_or_path:  # a local HF model directory: transformers' own loader is the reference
+        model = AutoModelForCausalLM.from_pretrained(cfg.model.name_or_path, attn_implementation="sdpa", dtype=torch.float32)
+    else:
+        mc = load_model_config(cfg.model)
+        model = AutoModelForCausalLM.from_config(mc, attn_implementation="sdpa", dtype=torch.float32)
+        model.load_state_dict(load_full_state_dict(cfg.model, mc, cfg.seed))
     o = cfg.optim
     opt = build_optimizer(model, o.lr, o.weight_decay, o.betas, o.eps, o.fused)
     losses = []
@@ -98,3 +101,30 @@ def test_metrics_jsonl_has_one_record_per_step(tmp_path):
     assert [r["loss"] for r in rows] == pytest.approx(result.losses)
     assert all(0 < r["packing_efficiency"] <= 1 for r in rows)
     assert math.isclose(rows[0]["lr"], lr_at(0, 3, 3e-3, 0.25))
+
+
+def test_trains_a_local_hf_model_dir_with_sharded_bf16_tied_weights(tmp_path):
+    """model.name_or_path: a directory as a hub download looks (sharded bf16 safetensors with an index, tied
+    embeddings, tokenizer with chat template), written here; the reference loads it with from_pretrained."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from sky_train.embedded import load_tiny_tokenizer
+
+    torch.manual_seed(5)
+    config = Qwen2Config(**{**TINY_QWEN2, **SMALL, "tie_word_embeddings": True})
+    model = AutoModelForCausalLM.from_config(config).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "model", max_shard_size="100KB")
+    load_tiny_tokenizer().save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors.index.json").exists()
+
+    cfg = tiny_cfg(tmp_path / "run", **{"train.max_steps": 3})
+    cfg.model.name_or_path = str(tmp_path / "model")
+    result = train(cfg)
+    ref_losses, ref_model = reference_run(cfg)
+    torch.testing.assert_close(result.losses, ref_losses, rtol=2e-5, atol=2e-5)
+
+    exported = AutoModelForCausalLM.from_pretrained(result.hf_dir, dtype=torch.float32)
+    assert exported.config.tie_word_embeddings
+    ids = torch.randint(0, 1024, (1, 29), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(input_ids=ids).logits, ref_model(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
