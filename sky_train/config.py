@@ -64,6 +64,12 @@ class TrainConfig:
     # Stop after this many optimiser steps (None: run all epochs). Also sets the LR schedule length.
     max_steps: int | None = None
     log_every: int = 1
+    # Save a resumable checkpoint (run_dir/step_NNNNNN/) every N optimiser steps; 0: never.
+    save_every: int = 0
+    # Checkpoints kept (oldest deleted first); a 32B model's full optimiser state is ~390 GB.
+    keep_checkpoints: int = 1
+    # Continue from the newest complete checkpoint in run_dir when there is one.
+    resume: bool = True
     # Save a resumable checkpoint every N steps (0: only at the end of training when save_final_checkpoint).
     save_every: int = 0
     save_final_checkpoint: bool = False

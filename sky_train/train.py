@@ -24,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from sky_train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_hf
 from sky_train.config import SkyTrainConfig, to_config
 from sky_train.data import IGNORE_INDEX, Sample, build_samples, load_conversations
 from sky_train.dist import all_reduce, destroy_distributed, init_distributed
@@ -40,12 +41,13 @@ from sky_train.parallel import apply_activation_checkpointing, apply_fsdp, gathe
 @dataclass
 class TrainResult:
     run_dir: str
-    steps: int
+    steps: int  # optimiser steps of the whole run
+    resumed_from: int  # steps already done by a checkpoint this process resumed from (0: fresh start)
+    losses: list[float]  # the losses of the steps this process ran
     tokens: int  # real (non-padding) tokens trained on, all ranks
     tokens_per_s: float
     first_loss: float
     last_loss: float
-    losses: list[float]
     hf_dir: str | None
     packing_efficiency: float
     truncated: int
@@ -74,7 +76,6 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # one run's steps per file (no resume yet)
 
     # ---- data -------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(cfg.model)
@@ -105,6 +106,12 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     # Fused AdamW keeps a 32B model's CPU-offloaded optimiser step bearable (3-10x the foreach step there).
     optimizer = build_optimizer(model, o.lr, o.weight_decay, o.betas, o.eps, o.fused)
 
+    # ---- resume -----------------------------------------------------------------------------------------
+    checkpoints = list_checkpoints(run_dir) if cfg.train.resume else []
+    start_step = load_checkpoint(checkpoints[-1], model, optimizer) if checkpoints else 0
+    if info.is_main:
+        _trim_metrics(run_dir / "metrics.jsonl", start_step)  # drop steps logged after the checkpoint
+
     peak_flops = device_peak_flops(device, cfg.metrics.peak_flops)
     wandb_run = _init_wandb(cfg) if cfg.metrics.wandb and info.is_main else None
     logger = JsonlLogger(run_dir / "metrics.jsonl") if info.is_main else None
@@ -119,8 +126,8 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     # ---- loop -------------------------------------------------------------------------------------------
     losses: list[float] = []
     total_tokens, total_time, computed_tokens = 0, 0.0, 0
-    bar = tqdm(total=total_steps, desc="train", disable=not info.is_main, dynamic_ncols=True)
-    for step in range(total_steps):
+    bar = tqdm(total=total_steps, initial=start_step, desc="train", disable=not info.is_main, dynamic_ncols=True)
+    for step in range(start_step, total_steps):
         t0 = time.perf_counter()
         batch = [samples[i] for i in step_indices(step, len(samples), cfg.train.global_batch_size, cfg.seed, cfg.data.shuffle)]
         share = split_across_ranks([len(s) for s in batch], info.world_size)[info.rank]
@@ -186,6 +193,8 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
                     wandb_run.log({f"train/{k}": v for k, v in record.items() if v is not None}, step=step + 1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{step_tokens / dt:.0f}")
             bar.update()
+        if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < total_steps:
+            save_checkpoint(run_dir, step + 1, model, optimizer, cfg.train.keep_checkpoints)
     bar.close()
 
     # ---- export -----------------------------------------------------------------------------------------
@@ -193,23 +202,24 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     if cfg.train.export_hf:
         full = gather_full_state_dict(model)  # collective: every rank takes part, rank 0 receives
         if info.is_main:
-            from sky_train.checkpoint import save_hf
-
             dtype = torch.bfloat16 if cfg.fsdp.mixed_precision == "bf16" else torch.float32
             hf_dir = str(save_hf(full, model_config, tokenizer, run_dir / "hf", type(lm).__name__, dtype))
         del full
 
     efficiency = total_tokens / computed_tokens if computed_tokens else 1.0
     result = TrainResult(
-        run_dir=str(run_dir), steps=total_steps, tokens=total_tokens, tokens_per_s=total_tokens / total_time,
-        first_loss=losses[0], last_loss=losses[-1], losses=losses, hf_dir=hf_dir,
-        packing_efficiency=efficiency, truncated=report.truncated, dropped=report.dropped,
+        run_dir=str(run_dir), steps=total_steps, resumed_from=start_step, tokens=total_tokens,
+        tokens_per_s=total_tokens / total_time if total_time else 0.0,
+        first_loss=losses[0] if losses else float("nan"), last_loss=losses[-1] if losses else float("nan"),
+        losses=losses, hf_dir=hf_dir, packing_efficiency=efficiency, truncated=report.truncated,
+        dropped=report.dropped,
     )
     if info.is_main:
         summary = {k: v for k, v in asdict(result).items() if k != "losses"}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        resumed = f" (resumed after step {start_step})" if start_step else ""
         print(
-            f"[sky_train] done: {result.steps} steps, {result.tokens} tokens, {result.tokens_per_s:.0f} tokens/s, "
+            f"[sky_train] done: {result.steps} steps{resumed}, {result.tokens} tokens, {result.tokens_per_s:.0f} tokens/s, "
             f"loss {result.first_loss:.4f} -> {result.last_loss:.4f}, packing efficiency {efficiency:.1%}\n"
             f"[sky_train] outputs: {run_dir}/metrics.jsonl" + (f", {hf_dir}/" if hf_dir else ""),
             flush=True,
@@ -220,6 +230,16 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
             wandb_run.finish()
     destroy_distributed()
     return result
+
+
+def _trim_metrics(path: Path, done_steps: int) -> None:
+    """Keep the logged steps up to `done_steps` (those a resumed run will not redo); atomically."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= done_steps]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
 
 
 def _dummy_micro_batch(pad_id: int) -> MicroBatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ def tokenizer():
     from sky_train.embedded import load_tiny_tokenizer
 
     return load_tiny_tokenizer()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for `python -m sky_train` subprocesses: this checkout first on the path, so they run
+    the code under test even when the installed (editable) sky_train points at another clone."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 from hydra import compose, initialize_config_dir
 
 from sky_train import to_config, train
@@ -63,7 +64,7 @@ def test_cpu_offload_on_cpu_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_multirun_sweep_writes_one_deterministic_run_dir_per_point(tmp_path):
     cmd = [sys.executable, "-m", "sky_train", "-m", "optim.lr=1e-3,2e-3", "run_name=sw", *TINY]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # One folder per point, named by the job's overrides (the same on every torchrun rank).
     points = sorted(p for p in (tmp_path / "runs" / "sw_sweep").iterdir() if p.is_dir())

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 import torch
+from conftest import subprocess_env
 
 
 @pytest.mark.slow
 def test_main_job_trains_the_embedded_default_and_exports_a_loadable_model(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sky_train"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "sky_train"], cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = tmp_path / "runs" / "default"
     assert "[sky_train] done:" in proc.stdout and str(run / "hf") in proc.stdout

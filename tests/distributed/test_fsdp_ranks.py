@@ -4,12 +4,12 @@ Both runs go through the real entry point (`python -m sky_train` with Hydra over
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import subprocess_env
 
 # Small rows and an odd batch, so the ranks get different numbers of packed micro-batches (dummy
 # micro-batches must keep them in step) and several documents share a row.
@@ -28,7 +28,7 @@ def run(tmp_path, name, nproc, extra=()):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "sky_train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -1,0 +1,66 @@
+"""Resume after a hard kill: the same losses and weights as an uninterrupted run, when the checkpoint falls
+exactly on an epoch boundary and when it falls mid-epoch (the two places other trainers got wrong)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import subprocess_env
+
+# 40 samples / 8 per step = 5 steps per epoch, 30 steps = 6 epochs.
+ARGS = ["device=cpu", "seed=2", "data.max_samples=40", "data.max_seq_len=1200", "train.global_batch_size=8",
+        "train.max_steps=30", "optim.lr=3e-3", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64"]
+
+
+def _cmd(run_dir, save_every):
+    return [sys.executable, "-m", "sky_train", f"run_dir={run_dir}", f"train.save_every={save_every}", *ARGS]
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "hf" / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("save_every", [5, 3], ids=["epoch-boundary", "mid-epoch"])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, save_every):
+    env = subprocess_env(OMP_NUM_THREADS="1")
+    straight = tmp_path / "straight"
+    subprocess.run(_cmd(straight, 0), cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
+
+    resumed = tmp_path / "resumed"
+    first = 2 * save_every  # kill once this checkpoint is complete
+    proc = subprocess.Popen(_cmd(resumed, save_every), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (resumed / f"step_{first:06d}" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(_metrics(resumed))
+    assert killed_at < 30, "the run finished before it was killed; nothing was resumed"
+    assert not (resumed / "hf").exists()
+
+    out = subprocess.run(_cmd(resumed, save_every), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resumed after step" in out.stdout
+
+    a, b = _metrics(straight), _metrics(resumed)
+    assert [r["step"] for r in b] == list(range(1, 31))  # every step logged once, none replayed twice
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-6, abs=1e-7)
+    assert [r["lr"] for r in b] == pytest.approx([r["lr"] for r in a])
+    wa, wb = _weights(straight), _weights(resumed)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-5, atol=1e-6, msg=k)
+    # Only the newest checkpoint is kept (train.keep_checkpoints=1).
+    assert len(list(resumed.glob("step_*"))) == 1
