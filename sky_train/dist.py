@@ -3,10 +3,15 @@
 Launched by torchrun, the env:// variables pick the rank; run as a plain `python -m sky_train`, a
 one-process group is made in memory, so the same FSDP2 code path runs in both cases. gloo on CPU, nccl on
 CUDA.
+
+The group is made once per process and reused by every later `train()` call (Hydra sweep points, library
+callers), and destroyed at exit. Re-initialising it per job deadlocks under torchrun: the launcher's store
+outlives `destroy_process_group`, and the second rendezvous reads the first one's keys.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -43,11 +48,15 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
+    if dist.is_initialized():
+        if dist.get_backend() != backend:
+            raise RuntimeError(f"a {dist.get_backend()} process group exists; device={device.type} needs {backend}")
+    else:
         if "RANK" in os.environ:
             dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
         else:
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        atexit.register(destroy_distributed)
     world = dist.get_world_size()
     mesh = init_device_mesh(device.type, (world,))
     return DistInfo(dist.get_rank(), world, local_rank, device, mesh)
@@ -55,7 +64,6 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
 
 def destroy_distributed() -> None:
     if dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

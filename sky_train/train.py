@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from sky_train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_hf
 from sky_train.config import SkyTrainConfig, to_config
-from sky_train.data import IGNORE_INDEX, Sample, build_samples, load_conversations
-from sky_train.dist import all_reduce, destroy_distributed, init_distributed
+from sky_train.data import Sample, build_samples, load_conversations
+from sky_train.dist import all_reduce, init_distributed
 from sky_train.metrics import JsonlLogger, device_peak_flops, peak_memory_gb, training_flops
 from sky_train.model import (
     SFTModel, build_meta_model, count_params, load_full_state_dict, load_model_config, load_tokenizer,
@@ -228,7 +229,7 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
             logger.close()
         if wandb_run is not None:
             wandb_run.finish()
-    destroy_distributed()
+    dist.barrier()  # no rank starts another job (a sweep's next point) while others still export
     return result
 
 

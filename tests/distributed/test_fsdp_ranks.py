@@ -64,3 +64,20 @@ def test_two_ranks_bf16_with_activation_checkpointing_track_fp32(tmp_path):
     bf16, _ = run(tmp_path, "bf16", 2, ["fsdp.mixed_precision=bf16", "fsdp.activation_checkpointing=false"])
     assert [r["loss"] for r in bf16_ac] == pytest.approx([r["loss"] for r in fp32], rel=2e-2)
     assert [r["loss"] for r in bf16_ac] == pytest.approx([r["loss"] for r in bf16], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_sweep_under_torchrun_gives_each_point_its_own_run(tmp_path):
+    """`torchrun ... -m sky_train -m optim.lr=a,b`: every rank runs the points in turn, each point sets up
+    and tears down its own process group, and both ranks agree on each point's folder."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sky_train",
+           "-m", "optim.lr=1e-3,2e-3", "run_name=sw", "device=cpu", "data.max_samples=16", "data.max_seq_len=1200",
+           "train.global_batch_size=8", "train.max_steps=2", "model.tiny.hidden_size=32",
+           "model.tiny.intermediate_size=64", "train.export_hf=false"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    points = sorted(p for p in (tmp_path / "runs" / "sw_sweep").iterdir() if p.is_dir())
+    assert len(points) == 2
+    first_lr = [json.loads((p / "metrics.jsonl").read_text().splitlines()[0])["lr"] for p in points]
+    assert sorted(first_lr)[1] == pytest.approx(2 * sorted(first_lr)[0])
