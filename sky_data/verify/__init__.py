@@ -1,0 +1,8 @@
+"""Verifiers shared by data generation (rejection sampling) and evaluation (scoring): one judge for both.
+
+`math` checks a final answer against a reference answer; a code judge will sit beside it as `code`.
+"""
+
+from sky_data.verify.math import MathVerdict, check_math, extract_answer, extract_choice, math_equal
+
+__all__ = ["MathVerdict", "check_math", "extract_answer", "extract_choice", "math_equal"]
