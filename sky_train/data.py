@@ -228,7 +228,11 @@ def tokenize_conversation(
     """
     input_ids: list[int] = []
     trained: list[bool] = []
-    for text, is_assistant in render_segments(conversation.messages, tokenizer, assistant_end):
+    try:
+        segments = render_segments(conversation.messages, tokenizer, assistant_end)
+    except Exception as err:  # a template error (jinja, bad roles order) must still name the record
+        raise DataError(f"{conversation.source}: cannot render with the chat template: {err}") from err
+    for text, is_assistant in segments:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         input_ids.extend(ids)
         trained.extend([is_assistant] * len(ids))

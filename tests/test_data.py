@@ -133,3 +133,15 @@ def test_empty_file_and_unknown_shapes_are_named(tmp_path):
         load_conversations(role)
     with pytest.raises(DataError, match="no such file"):
         load_conversations(tmp_path / "missing.jsonl")
+
+
+def test_a_template_error_names_the_record(tokenizer):
+    class Broken:
+        eos_token = "<|im_end|>"
+
+        def apply_chat_template(self, *args, **kwargs):
+            raise ValueError("Conversation roles must alternate")
+
+    conv = Conversation([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "train.jsonl:7")
+    with pytest.raises(DataError, match=r"train.jsonl:7: cannot render with the chat template: Conversation roles"):
+        tokenize_conversation(conv, Broken(), 100)
