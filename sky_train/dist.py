@@ -47,10 +47,13 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    # On GPUs, gloo serves collectives on CPU tensors: with fsdp.cpu_offload the gradients (and so
+    # clip_grad_norm_'s all-reduce) live on the host, where nccl cannot reach them.
+    backend = "cuda:nccl,cpu:gloo" if device.type == "cuda" else "gloo"
     if dist.is_initialized():
-        if dist.get_backend() != backend:
-            raise RuntimeError(f"a {dist.get_backend()} process group exists; device={device.type} needs {backend}")
+        needed = "nccl" if device.type == "cuda" else "gloo"
+        if needed not in str(dist.get_backend()):  # the mixed backend may report itself in either form
+            raise RuntimeError(f"a {dist.get_backend()} process group exists; device={device.type} needs {needed}")
     else:
         if "RANK" in os.environ:
             dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
