@@ -258,11 +258,20 @@ class DataReport:
 
 
 def build_samples(
-    conversations: list[Conversation], tokenizer: Any, max_seq_len: int, assistant_end: str | None = None
+    conversations: list[Conversation],
+    tokenizer: Any,
+    max_seq_len: int,
+    assistant_end: str | None = None,
+    progress: bool = False,
 ) -> tuple[list[Sample], DataReport]:
-    """Tokenize every conversation; drop those with no trained token left after truncation (counted)."""
+    """Tokenize every conversation; drop those with no trained token left after truncation (counted).
+
+    About 190 long (16K-character) records per second on one core: a minute and a half for Sky-T1's 17K.
+    """
+    from tqdm import tqdm
+
     samples, truncated, dropped = [], 0, 0
-    for conv in conversations:
+    for conv in tqdm(conversations, desc="tokenize", disable=not progress, dynamic_ncols=True):
         s = tokenize_conversation(conv, tokenizer, max_seq_len, assistant_end)
         truncated += s.truncated
         if s.num_label_tokens == 0:

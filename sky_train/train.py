@@ -81,7 +81,9 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     # ---- data -------------------------------------------------------------------------------------------
     tokenizer = load_tokenizer(cfg.model)
     conversations = load_conversations(cfg.data.path, cfg.data.split, cfg.data.default_system, cfg.data.max_samples)
-    samples, report = build_samples(conversations, tokenizer, cfg.data.max_seq_len, cfg.data.assistant_end)
+    samples, report = build_samples(
+        conversations, tokenizer, cfg.data.max_seq_len, cfg.data.assistant_end, progress=info.is_main
+    )
     steps_per_epoch = math.ceil(len(samples) / cfg.train.global_batch_size)
     total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     pad_id = tokenizer.pad_token_id
