@@ -3,6 +3,34 @@
 `math` checks a final answer against a reference answer; a code judge will sit beside it as `code`.
 """
 
-from sky_data.verify.math import MathVerdict, check_math, extract_answer, extract_choice, math_equal
+from sky_data.verify.code import (
+    TestOutcome,
+    Verdict,
+    check_code,
+    check_code_batch,
+    check_program,
+    compare_output,
+    decode_lcb_private_tests,
+)
+from sky_data.verify.math import (
+    MathVerdict,
+    check_math,
+    extract_answer,
+    extract_choice,
+    math_equal,
+)
 
-__all__ = ["MathVerdict", "check_math", "extract_answer", "extract_choice", "math_equal"]
+__all__ = [
+    "MathVerdict",
+    "TestOutcome",
+    "Verdict",
+    "check_code",
+    "check_code_batch",
+    "check_math",
+    "check_program",
+    "compare_output",
+    "decode_lcb_private_tests",
+    "extract_answer",
+    "extract_choice",
+    "math_equal",
+]

@@ -1,0 +1,384 @@
+"""The code judge: run a candidate program against its tests in a subprocess and say whether EVERY test passed.
+
+The original Sky-T1 APPS/TACO checker reduced per-test results with a truthiness test, so compile errors,
+runtime errors and timeouts (codes -1/-2/-3) counted as passes. Here a program passes only when it has at
+least one test and every `TestOutcome.status` is "passed".
+
+Test formats (`check_code(code, tests)`):
+- APPS/TACO `input_output`: a dict or JSON string `{"inputs": [...], "outputs": [...], "fn_name"?: str}`.
+  Without `fn_name` each input is stdin and each output the expected stdout. With `fn_name` each input is an
+  argument list for a top-level function `fn_name` or a method of `class Solution`; an expected output wrapped
+  as `[x]` also accepts `x`, and a returned tuple equals an expected list (results go through JSON).
+- LiveCodeBench: a list `[{"input", "output", "testtype": "stdin"|"functional"}]`; functional inputs are
+  newline-separated JSON arguments and the output one JSON value. Private tests come base64 -> zlib ->
+  pickle -> JSON string: pass them through `decode_lcb_private_tests` first.
+
+Output comparison, like competitive judges: trailing whitespace on each line and trailing blank lines are
+ignored; then the outputs are compared token by token (split on whitespace); two tokens that both parse as
+floats are equal within 1e-6 absolute or relative. `reason` names the first differing line and token.
+
+Conventions: `open(0)` / `sys.stdin.buffer` work; a stdin program runs as `__main__`; `exit(0)` after correct
+output passes; correct output followed by a non-zero exit is a runtime_error; a syntax error is a
+compile_error (checked with `compile()` in the parent, which executes nothing). A MemoryError raised under
+RLIMIT_AS is reported as "memory"; a process killed without a Python traceback (e.g. SIGKILL) is a
+runtime_error. A CPU-limit kill (SIGXCPU) or a wall-clock overrun is a timeout.
+
+Sandbox, as far as it goes today: each test runs in its own `python -I` subprocess, in a fresh temp dir
+(removed afterwards) with a scrubbed environment (PATH, LANG, PYTHONHASHSEED, HOME=temp dir only), in its own
+session whose process group is SIGKILLed on a wall-clock timeout, under rlimits (CPU timeout+1 s, address
+space `memory_mb`, file size 16 MB, no core files, NPROC best effort) and with captured output capped.
+It does NOT yet isolate: no namespaces, no network isolation, no unprivileged user; as root RLIMIT_NPROC does
+not apply, and a program that calls setsid() can escape the process-group kill.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory", "compile_error")
+FLOAT_TOL = 1e-6
+OUTPUT_CAP = 4 * 1024 * 1024  # bytes of stdout/stderr kept per test; the rest is drained and dropped
+FILE_CAP = 16 * 1024 * 1024  # RLIMIT_FSIZE
+RESULT_MARK = "\x00__sky_result__\x00"
+
+# Imports the common harnesses put in front of call-based solutions (LeetCode-style code assumes them).
+CALL_PRELUDE = (
+    "from typing import *\nimport sys, os, math, heapq, bisect, itertools, functools, collections, string, re\n"
+    "from collections import *\nfrom functools import *\nfrom itertools import *\nfrom heapq import *\n"
+    "from bisect import *\nfrom math import *\n"
+)
+
+# The child for call-based tests: exec the solution, call the function on JSON args from stdin, print result.
+CALL_DRIVER = r"""
+import json, sys
+src = open("solution.py", encoding="utf-8").read()
+ns = {"__name__": "__solution__"}
+exec(compile(src, "solution.py", "exec"), ns)
+name = sys.argv[1]
+if "Solution" in ns and hasattr(ns["Solution"], name):
+    fn = getattr(ns["Solution"](), name)
+elif name in ns:
+    fn = ns[name]
+else:
+    raise NameError(f"no function or Solution method named {name!r}")
+args = json.loads(sys.stdin.read())
+out = fn(*args)
+def plain(x):
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (set, frozenset)):
+        return sorted((plain(v) for v in x), key=repr)
+    return x
+sys.stdout.flush()
+sys.stdout.write(MARK + json.dumps(plain(out), default=repr) + "\n")
+"""
+
+
+@dataclass
+class TestOutcome:
+    __test__ = False  # not a pytest class
+    status: str  # one of STATUSES
+    reason: str = ""
+    time_s: float = 0.0
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    outcomes: list[TestOutcome] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """The first non-passing status, or "passed"."""
+        return next((o.status for o in self.outcomes if o.status != "passed"), "passed" if self.passed else "no_tests")
+
+
+# ---------------------------------------------------------------- test formats
+
+
+def decode_lcb_private_tests(s: str) -> list[dict]:
+    """LiveCodeBench private test cases: base64 -> zlib -> pickle -> JSON string -> list of dicts."""
+    # pickle only on data we trust (the LCB release); it is how the dataset is published.
+    return json.loads(pickle.loads(zlib.decompress(base64.b64decode(s.encode("utf-8")))))
+
+
+@dataclass
+class _Case:
+    input: object  # stdin text, or an argument list for call-based
+    output: object  # expected stdout text, or the expected return value
+    fn_name: str | None = None
+
+
+def _normalise_tests(tests: dict | list | str) -> list[_Case]:
+    if isinstance(tests, str):
+        tests = json.loads(tests)
+    if isinstance(tests, dict):  # APPS/TACO input_output
+        fn = tests.get("fn_name") or None
+        ins, outs = tests.get("inputs", []), tests.get("outputs", [])
+        if len(ins) != len(outs):
+            raise ValueError(f"{len(ins)} inputs but {len(outs)} outputs")
+        cases = []
+        for i, o in zip(ins, outs):
+            if fn is None:
+                i = "\n".join(i) if isinstance(i, list) else i
+                o = "\n".join(o) if isinstance(o, list) else o
+            cases.append(_Case(i, o, fn))
+        return cases
+    if isinstance(tests, list):  # LiveCodeBench
+        cases = []
+        for t in tests:
+            if t.get("testtype", "stdin") == "functional":
+                args = [json.loads(line) for line in t["input"].split("\n") if line.strip()]
+                cases.append(_Case(args, json.loads(t["output"]), t.get("fn_name")))
+            else:
+                cases.append(_Case(t["input"], t["output"]))
+        return cases
+    raise TypeError(f"unsupported tests: {type(tests).__name__}")
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def _float_equal(a: str, b: str) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    if math.isnan(x) or math.isnan(y):
+        return False
+    return abs(x - y) <= FLOAT_TOL or abs(x - y) <= FLOAT_TOL * max(abs(x), abs(y))
+
+
+def compare_output(got: str, expected: str) -> str | None:
+    """None when `got` matches `expected` under the judge's rules, else a short reason."""
+    g = [line.rstrip() for line in got.rstrip().split("\n")]
+    e = [line.rstrip() for line in expected.rstrip().split("\n")]
+    if g == e:
+        return None
+    gt, et = " ".join(g).split(), " ".join(e).split()
+    for k, (a, b) in enumerate(zip(gt, et)):
+        if a != b and not _float_equal(a, b):
+            return f"token {k}: got {a[:40]!r}, expected {b[:40]!r}"
+    if len(gt) != len(et):
+        return f"got {len(gt)} tokens, expected {len(et)}"
+    return None
+
+
+def _values_equal(got: object, exp: object) -> bool:
+    if isinstance(got, bool) or isinstance(exp, bool):
+        return got == exp
+    if isinstance(got, (int, float)) and isinstance(exp, (int, float)):
+        return got == exp or _float_equal(str(got), str(exp))
+    if isinstance(got, list) and isinstance(exp, list):
+        return len(got) == len(exp) and all(_values_equal(a, b) for a, b in zip(got, exp))
+    if isinstance(got, dict) and isinstance(exp, dict):
+        return got.keys() == exp.keys() and all(_values_equal(got[k], exp[k]) for k in got)
+    return got == exp
+
+
+def compare_value(got: object, expected: object) -> str | None:
+    """Call-based: `expected` may be the value or the value wrapped as `[x]`."""
+    if _values_equal(got, expected):
+        return None
+    if isinstance(expected, list) and len(expected) == 1 and _values_equal(got, expected[0]):
+        return None
+    return f"got {json.dumps(got, default=repr)[:80]}, expected {json.dumps(expected, default=repr)[:80]}"
+
+
+# ---------------------------------------------------------------- sandbox
+
+
+# Sets the rlimits, then execs the judged program in place (same pid, same process group). A launcher rather
+# than `preexec_fn`, which is unsafe in a threaded parent like `check_code_batch`.
+LIMITS_LAUNCHER = r"""
+import os, resource, sys
+cpu, mem, fsize = (int(a) for a in sys.argv[1:4])
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+try:  # best effort: root ignores it
+    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+except (ValueError, OSError):
+    pass
+os.execv(sys.executable, [sys.executable, "-I", *sys.argv[4:]])
+"""
+
+
+def _limited_argv(argv: list[str], timeout_s: float, memory_mb: int) -> list[str]:
+    limits = [str(math.ceil(timeout_s) + 1), str(memory_mb * 1024 * 1024), str(FILE_CAP)]
+    return [sys.executable, "-I", "-c", LIMITS_LAUNCHER, *limits, *argv]
+
+
+def _drain(stream, sink: list[bytes]) -> None:
+    kept = 0
+    while chunk := stream.read(65536):
+        if kept < OUTPUT_CAP:
+            sink.append(chunk[: OUTPUT_CAP - kept])
+            kept += len(sink[-1])
+    stream.close()
+
+
+def _feed(stream, data: bytes) -> None:
+    try:
+        stream.write(data)
+    except (BrokenPipeError, OSError):
+        pass
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+def _decode(parts: list[bytes]) -> str:
+    return b"".join(parts).decode("utf-8", errors="replace")
+
+
+@dataclass
+class _Run:
+    returncode: int | None  # None when killed for the wall-clock timeout
+    stdout: str
+    stderr: str
+    time_s: float
+
+
+def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, memory_mb: int) -> _Run:
+    """Write `files` into a fresh temp dir, run `python -I *argv` there under the limits, remove the dir."""
+    tmp = tempfile.mkdtemp(prefix="sky_judge_")
+    try:
+        for name, text in files.items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": tmp}
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            _limited_argv(argv, timeout_s, memory_mb), cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
+        out: list[bytes] = []
+        err: list[bytes] = []
+        threads = [threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")), daemon=True),
+                   threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+                   threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            rc: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            rc = None
+        # Kill the whole group either way: children left behind by a finished program die with it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        elapsed = time.monotonic() - start
+        for t in threads:
+            t.join(timeout=2.0)
+        return _Run(rc, _decode(out), _decode(err), elapsed)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _failure(run: _Run, timeout_s: float) -> TestOutcome | None:
+    """The outcome of a run that did not exit cleanly, or None when it exited 0."""
+    if run.returncode is None or run.returncode == -signal.SIGXCPU:
+        return TestOutcome("timeout", f"exceeded {timeout_s} s", run.time_s)
+    if run.returncode == 0:
+        return None
+    last = next((line for line in reversed(run.stderr.strip().split("\n")) if line.strip()), "")
+    if "MemoryError" in last:
+        return TestOutcome("memory", "MemoryError", run.time_s)
+    if run.returncode < 0:
+        return TestOutcome("runtime_error", f"killed by signal {-run.returncode}", run.time_s)
+    return TestOutcome("runtime_error", last[:200] or f"exit code {run.returncode}", run.time_s)
+
+
+def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int) -> TestOutcome:
+    if case.fn_name is None:
+        run = run_sandboxed({"main.py": code}, ["main.py"], str(case.input), timeout_s, memory_mb)
+        if (bad := _failure(run, timeout_s)) is not None:
+            return bad
+        why = compare_output(run.stdout, str(case.output))
+        return TestOutcome("wrong_answer" if why else "passed", why or "", run.time_s)
+    files = {"solution.py": CALL_PRELUDE + code, "driver.py": CALL_DRIVER.replace("MARK", repr(RESULT_MARK), 1)}
+    run = run_sandboxed(files, ["driver.py", case.fn_name], json.dumps(case.input), timeout_s, memory_mb)
+    if (bad := _failure(run, timeout_s)) is not None:
+        return bad
+    if RESULT_MARK not in run.stdout:
+        return TestOutcome("runtime_error", "no result returned", run.time_s)
+    got = json.loads(run.stdout.rsplit(RESULT_MARK, 1)[1])
+    why = compare_value(got, case.output)
+    return TestOutcome("wrong_answer" if why else "passed", why or "", run.time_s)
+
+
+# ---------------------------------------------------------------- public API
+
+
+def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memory_mb: int = 1024,
+               starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None) -> Verdict:
+    """Judge `code` on `tests` (APPS/TACO input_output or LiveCodeBench cases). Passed only if every test passes.
+
+    `starter_code` is prepended for call-based tests when the code does not define the function itself;
+    `fn_name` names the function for LCB functional tests (LCB keeps it in the starter code's metadata).
+    `stop_on_failure` skips the remaining tests after the first failure (the verdict is already False).
+    """
+    cases = _normalise_tests(tests)
+    for c in cases:
+        c.fn_name = c.fn_name or (fn_name if isinstance(c.input, list) else None)
+        if isinstance(c.input, list) and c.fn_name is None:
+            c.fn_name = _guess_fn_name(starter_code or code)
+    if any(c.fn_name for c in cases) and starter_code and f"def {cases[0].fn_name}" not in code:
+        code = starter_code + "\n" + code
+    try:
+        compile(code if not any(c.fn_name for c in cases) else CALL_PRELUDE + code, "<candidate>", "exec")
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
+        return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
+    outcomes = []
+    for c in cases:
+        outcomes.append(_run_case(code, c, timeout_s, memory_mb))
+        if stop_on_failure and outcomes[-1].status != "passed":
+            break
+    return Verdict(bool(outcomes) and all(o.status == "passed" for o in outcomes), outcomes)
+
+
+def _guess_fn_name(src: str) -> str | None:
+    """The last `def name(` in the source (LCB starter code: `class Solution: def name(self, ...)`)."""
+    names = [line.split("def ", 1)[1].split("(", 1)[0].strip() for line in src.split("\n") if "def " in line]
+    return names[-1] if names else None
+
+
+def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | None = None, **kwargs) -> list[Verdict]:
+    """`check_code` over many (code, tests) pairs, `workers` programs at a time (default: the CPU count);
+    results in input order. Threads suffice: each one waits on a subprocess."""
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda it: check_code(it[0], it[1], **kwargs), items))
+
+
+def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024) -> Verdict:
+    """A self-checking program (e.g. HumanEval: prompt + solution + test + `check(entry_point)`) passes when it
+    exits 0 with empty input; its stdout is ignored."""
+    try:
+        compile(program, "<candidate>", "exec")
+    except (SyntaxError, ValueError) as e:
+        return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
+    run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb)
+    bad = _failure(run, timeout_s)
+    return Verdict(bad is None, [bad or TestOutcome("passed", "", run.time_s)])
