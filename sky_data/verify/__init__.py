@@ -1,6 +1,7 @@
 """Verifiers shared by data generation (rejection sampling) and evaluation (scoring): one judge for both.
 
-`math` checks a final answer against a reference answer; a code judge will sit beside it as `code`.
+`math` checks a final answer against a reference answer; `code` judges a program on its tests, running it
+through `sandbox`.
 """
 
 from sky_data.verify.code import (
@@ -19,9 +20,17 @@ from sky_data.verify.math import (
     extract_choice,
     math_equal,
 )
+from sky_data.verify.sandbox import (
+    SandboxRun,
+    SandboxUnavailable,
+    isolation,
+    run_sandboxed,
+)
 
 __all__ = [
     "MathVerdict",
+    "SandboxRun",
+    "SandboxUnavailable",
     "TestOutcome",
     "Verdict",
     "check_code",
@@ -32,5 +41,7 @@ __all__ = [
     "decode_lcb_private_tests",
     "extract_answer",
     "extract_choice",
+    "isolation",
     "math_equal",
+    "run_sandboxed",
 ]

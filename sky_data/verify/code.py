@@ -23,12 +23,13 @@ compile_error (checked with `compile()` in the parent, which executes nothing). 
 RLIMIT_AS is reported as "memory"; a process killed without a Python traceback (e.g. SIGKILL) is a
 runtime_error. A CPU-limit kill (SIGXCPU) or a wall-clock overrun is a timeout.
 
-Sandbox, as far as it goes today: each test runs in its own `python -I` subprocess, in a fresh temp dir
-(removed afterwards) with a scrubbed environment (PATH, LANG, PYTHONHASHSEED, HOME=temp dir only), in its own
-session whose process group is SIGKILLed on a wall-clock timeout, under rlimits (CPU timeout+1 s, address
-space `memory_mb`, file size 16 MB, no core files, NPROC best effort) and with captured output capped.
-It does NOT yet isolate: no namespaces, no network isolation, no unprivileged user; as root RLIMIT_NPROC does
-not apply, and a program that calls setsid() can escape the process-group kill.
+Sandbox (`sandbox.py`): each test runs in its own `python -I` subprocess and session, in a fresh folder,
+with a scrubbed environment, under rlimits (CPU timeout+1 s, address space `memory_mb`, file size 16 MB,
+64 processes, no core files), with its whole process group SIGKILLed afterwards and output capped. On Linux it
+also runs in its own pid, mount, network, IPC and UTS namespaces, as an unprivileged uid, with every host
+mount read-only and private tmpfs for /tmp: fork bombs stop at the process limit, setsid() does not escape,
+sockets reach nothing, files outside the sandbox cannot be written. `sandbox.isolation()` says whether this
+machine allows it.
 """
 
 from __future__ import annotations
@@ -38,21 +39,15 @@ import json
 import math
 import os
 import pickle
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from sky_data.verify.sandbox import SandboxRun, run_sandboxed
+
 STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory", "compile_error")
 FLOAT_TOL = 1e-6
-OUTPUT_CAP = 4 * 1024 * 1024  # bytes of stdout/stderr kept per test; the rest is drained and dropped
-FILE_CAP = 16 * 1024 * 1024  # RLIMIT_FSIZE
 RESULT_MARK = "\x00__sky_result__\x00"
 
 # Imports the common harnesses put in front of call-based solutions (LeetCode-style code assumes them).
@@ -201,102 +196,10 @@ def compare_value(got: object, expected: object) -> str | None:
     return f"got {json.dumps(got, default=repr)[:80]}, expected {json.dumps(expected, default=repr)[:80]}"
 
 
-# ---------------------------------------------------------------- sandbox
+# ---------------------------------------------------------------- judging
 
 
-# Sets the rlimits, then execs the judged program in place (same pid, same process group). A launcher rather
-# than `preexec_fn`, which is unsafe in a threaded parent like `check_code_batch`.
-LIMITS_LAUNCHER = r"""
-import os, resource, sys
-cpu, mem, fsize = (int(a) for a in sys.argv[1:4])
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-try:  # best effort: root ignores it
-    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-except (ValueError, OSError):
-    pass
-os.execv(sys.executable, [sys.executable, "-I", *sys.argv[4:]])
-"""
-
-
-def _limited_argv(argv: list[str], timeout_s: float, memory_mb: int) -> list[str]:
-    limits = [str(math.ceil(timeout_s) + 1), str(memory_mb * 1024 * 1024), str(FILE_CAP)]
-    return [sys.executable, "-I", "-c", LIMITS_LAUNCHER, *limits, *argv]
-
-
-def _drain(stream, sink: list[bytes]) -> None:
-    kept = 0
-    while chunk := stream.read(65536):
-        if kept < OUTPUT_CAP:
-            sink.append(chunk[: OUTPUT_CAP - kept])
-            kept += len(sink[-1])
-    stream.close()
-
-
-def _feed(stream, data: bytes) -> None:
-    try:
-        stream.write(data)
-    except (BrokenPipeError, OSError):
-        pass
-    try:
-        stream.close()
-    except OSError:
-        pass
-
-
-def _decode(parts: list[bytes]) -> str:
-    return b"".join(parts).decode("utf-8", errors="replace")
-
-
-@dataclass
-class _Run:
-    returncode: int | None  # None when killed for the wall-clock timeout
-    stdout: str
-    stderr: str
-    time_s: float
-
-
-def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, memory_mb: int) -> _Run:
-    """Write `files` into a fresh temp dir, run `python -I *argv` there under the limits, remove the dir."""
-    tmp = tempfile.mkdtemp(prefix="sky_judge_")
-    try:
-        for name, text in files.items():
-            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "HOME": tmp}
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            _limited_argv(argv, timeout_s, memory_mb), cwd=tmp, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
-        )
-        out: list[bytes] = []
-        err: list[bytes] = []
-        threads = [threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")), daemon=True),
-                   threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
-                   threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
-        for t in threads:
-            t.start()
-        try:
-            rc: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = None
-        # Kill the whole group either way: children left behind by a finished program die with it.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-        elapsed = time.monotonic() - start
-        for t in threads:
-            t.join(timeout=2.0)
-        return _Run(rc, _decode(out), _decode(err), elapsed)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _failure(run: _Run, timeout_s: float) -> TestOutcome | None:
+def _failure(run: SandboxRun, timeout_s: float) -> TestOutcome | None:
     """The outcome of a run that did not exit cleanly, or None when it exited 0."""
     if run.returncode is None or run.returncode == -signal.SIGXCPU:
         return TestOutcome("timeout", f"exceeded {timeout_s} s", run.time_s)
@@ -310,15 +213,15 @@ def _failure(run: _Run, timeout_s: float) -> TestOutcome | None:
     return TestOutcome("runtime_error", last[:200] or f"exit code {run.returncode}", run.time_s)
 
 
-def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int) -> TestOutcome:
+def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int, isolate: bool | None) -> TestOutcome:
     if case.fn_name is None:
-        run = run_sandboxed({"main.py": code}, ["main.py"], str(case.input), timeout_s, memory_mb)
+        run = run_sandboxed({"main.py": code}, ["main.py"], str(case.input), timeout_s, memory_mb, isolate)
         if (bad := _failure(run, timeout_s)) is not None:
             return bad
         why = compare_output(run.stdout, str(case.output))
         return TestOutcome("wrong_answer" if why else "passed", why or "", run.time_s)
     files = {"solution.py": CALL_PRELUDE + code, "driver.py": CALL_DRIVER.replace("MARK", repr(RESULT_MARK), 1)}
-    run = run_sandboxed(files, ["driver.py", case.fn_name], json.dumps(case.input), timeout_s, memory_mb)
+    run = run_sandboxed(files, ["driver.py", case.fn_name], json.dumps(case.input), timeout_s, memory_mb, isolate)
     if (bad := _failure(run, timeout_s)) is not None:
         return bad
     if RESULT_MARK not in run.stdout:
@@ -332,12 +235,14 @@ def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int) -> TestO
 
 
 def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memory_mb: int = 1024,
-               starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None) -> Verdict:
+               starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None,
+               isolate: bool | None = None) -> Verdict:
     """Judge `code` on `tests` (APPS/TACO input_output or LiveCodeBench cases). Passed only if every test passes.
 
     `starter_code` is prepended for call-based tests when the code does not define the function itself;
     `fn_name` names the function for LCB functional tests (LCB keeps it in the starter code's metadata).
     `stop_on_failure` skips the remaining tests after the first failure (the verdict is already False).
+    `isolate`: None isolates in namespaces where possible, True requires it, False never (see `sandbox`).
     """
     cases = _normalise_tests(tests)
     for c in cases:
@@ -352,7 +257,7 @@ def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memo
         return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
     outcomes = []
     for c in cases:
-        outcomes.append(_run_case(code, c, timeout_s, memory_mb))
+        outcomes.append(_run_case(code, c, timeout_s, memory_mb, isolate))
         if stop_on_failure and outcomes[-1].status != "passed":
             break
     return Verdict(bool(outcomes) and all(o.status == "passed" for o in outcomes), outcomes)
@@ -372,13 +277,13 @@ def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | 
         return list(pool.map(lambda it: check_code(it[0], it[1], **kwargs), items))
 
 
-def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024) -> Verdict:
+def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, isolate: bool | None = None) -> Verdict:
     """A self-checking program (e.g. HumanEval: prompt + solution + test + `check(entry_point)`) passes when it
     exits 0 with empty input; its stdout is ignored."""
     try:
         compile(program, "<candidate>", "exec")
     except (SyntaxError, ValueError) as e:
         return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
-    run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb)
+    run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb, isolate)
     bad = _failure(run, timeout_s)
     return Verdict(bad is None, [bad or TestOutcome("passed", "", run.time_s)])

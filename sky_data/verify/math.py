@@ -72,7 +72,7 @@ def math_equal(response: str, gold: str, timeout_s: float = 5.0) -> bool:
     return check_math(response, gold, timeout_s).correct
 
 
-def check_math(response: str, gold: str | int | float, timeout_s: float = 5.0) -> MathVerdict:
+def check_math(response: str, gold: str | float, timeout_s: float = 5.0) -> MathVerdict:
     """Extract the answer of `response`, compare it with `gold`, and say why. Safe from any thread.
 
     `gold` is a bare reference answer (`\\frac{1}{2}`, `023`, `27.0`); a reference containing `\\boxed{}` is

@@ -1,4 +1,6 @@
-"""The sandboxed code judge: formats, comparison rules, every failure status is a failure, sandbox limits."""
+"""The code judge: test formats, comparison rules, every failure status is a failure, batches, HumanEval.
+
+The sandbox under hostile programs is tested in test_sandbox.py."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from sky_data.verify.code import (
     check_program,
     compare_output,
     decode_lcb_private_tests,
-    run_sandboxed,
 )
 
 DOUBLE = {"inputs": ["3\n", "10\n"], "outputs": ["6\n", "20\n"]}
@@ -132,69 +133,6 @@ def test_no_tests_is_not_a_pass():
     assert not check_code("print(1)", {"inputs": [], "outputs": []}).passed
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a killed child may linger as a zombie until init reaps it)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def test_infinite_loop_times_out_and_leaves_no_process():
-    code = "import os, sys\nprint(os.getpid(), file=sys.stderr, flush=True)\nwhile True:\n    pass\n"
-    t0 = time.monotonic()
-    v = check_code(code, {"inputs": [""], "outputs": ["x"]}, timeout_s=1.0)
-    assert time.monotonic() - t0 < 1.0 + 2.0
-    assert not v.passed and v.outcomes[0].status == "timeout" and "exceeded 1.0 s" in v.outcomes[0].reason
-    run = run_sandboxed({"main.py": code}, ["main.py"], "", timeout_s=1.0, memory_mb=1024)
-    assert run.returncode is None
-    assert not _running(int(run.stderr.split()[0]))
-
-
-def test_timeout_kills_the_process_group():
-    # The program starts a sleeping grandchild in its own group and reports both pids; after judging, neither
-    # may be alive (the group kill reaches the grandchild).
-    code = ("import os, subprocess, sys, time\n"
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-            "print(os.getpid(), p.pid, flush=True)\ntime.sleep(60)\n")
-    run = run_sandboxed({"main.py": code}, ["main.py"], "", timeout_s=1.5, memory_mb=1024)
-    assert run.returncode is None
-    pids = [int(p) for p in run.stdout.split()]
-    assert len(pids) == 2
-    time.sleep(0.2)
-    for pid in pids:
-        assert not _running(pid), f"pid {pid} still running"
-
-
-def test_memory_bomb_is_memory_or_runtime_error():
-    # Under RLIMIT_AS Python raises MemoryError, which the judge reports as "memory"; a kill without a
-    # traceback would be "runtime_error". Either way not a pass.
-    for bomb in ("x = [0] * (10 ** 10)", "x = []\nwhile True:\n    x.append(bytearray(10 ** 6))"):
-        v = check_code(bomb + "\nprint(1)", {"inputs": [""], "outputs": ["1"]}, memory_mb=256)
-        assert not v.passed and v.outcomes[0].status in ("memory", "runtime_error")
-        assert v.outcomes[0].status == "memory", v.outcomes
-
-
-# ---------------------------------------------------------------- sandbox
-
-
-def test_environment_is_scrubbed(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-leak")
-    monkeypatch.setenv("SECRET", "hunter2")
-    code = "import os\nprint(os.environ.get('OPENAI_API_KEY'), os.environ.get('SECRET'), sorted(os.environ))"
-    ok = {"inputs": [""], "outputs": ["None None ['HOME', 'LANG', 'PATH', 'PYTHONHASHSEED']"]}
-    v = check_code(code, ok)
-    assert v.passed, v.outcomes
-
-
-def test_temp_dir_is_removed_after_run():
-    code = "import os\nopen('junk.txt', 'w').write('x')\nprint(os.getcwd())"
-    run = run_sandboxed({"main.py": code}, ["main.py"], "", timeout_s=5.0, memory_mb=1024)
-    assert run.returncode == 0
-    cwd = run.stdout.strip()
-    assert "sky_judge_" in cwd and not os.path.exists(cwd)
-
-
 # ---------------------------------------------------------------- throughput
 
 
@@ -235,9 +173,3 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
     assert n == 164
     assert not failed, f"canonical solutions judged failing: {failed}"
     assert not passed_wrong, f"'return None' judged passing: {passed_wrong}"
-
-
-def test_huge_output_is_capped_and_judged_wrong():
-    run = run_sandboxed({"main.py": "import sys\nsys.stdout.write('x' * 50_000_000)"}, ["main.py"], "", 10.0, 1024)
-    assert run.returncode == 0 and len(run.stdout) <= 4 * 1024 * 1024
-    assert not check_code("print('x' * 50_000_000)", {"inputs": [""], "outputs": ["x"]}).passed

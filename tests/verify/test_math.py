@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import SHARED
 
-from sky_data.verify import MathVerdict, check_math, extract_answer, extract_choice, math_equal
+from sky_data.verify import (
+    MathVerdict,
+    check_math,
+    extract_answer,
+    extract_choice,
+    math_equal,
+)
 
 DATA = SHARED / "data"
 needs_data = pytest.mark.skipif(
