@@ -234,16 +234,9 @@ def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int, isolate:
 # ---------------------------------------------------------------- public API
 
 
-def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memory_mb: int = 1024,
-               starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None,
-               isolate: bool | None = None) -> Verdict:
-    """Judge `code` on `tests` (APPS/TACO input_output or LiveCodeBench cases). Passed only if every test passes.
-
-    `starter_code` is prepended for call-based tests when the code does not define the function itself;
-    `fn_name` names the function for LCB functional tests (LCB keeps it in the starter code's metadata).
-    `stop_on_failure` skips the remaining tests after the first failure (the verdict is already False).
-    `isolate`: None isolates in namespaces where possible, True requires it, False never (see `sandbox`).
-    """
+def _prepare(code: str, tests: dict | list | str, starter_code: str = "",
+             fn_name: str | None = None) -> tuple[str, list[_Case], Verdict | None]:
+    """The code to run, its cases, and a compile-error verdict when the code does not compile."""
     cases = _normalise_tests(tests)
     for c in cases:
         c.fn_name = c.fn_name or (fn_name if isinstance(c.input, list) else None)
@@ -254,13 +247,43 @@ def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memo
     try:
         compile(code if not any(c.fn_name for c in cases) else CALL_PRELUDE + code, "<candidate>", "exec")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
-        return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
-    outcomes = []
+        return code, cases, Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
+    return code, cases, None
+
+
+def _verdict(outcomes: list[TestOutcome | None], stop_on_failure: bool) -> Verdict:
+    """Outcomes in test order; with `stop_on_failure`, cut after the first failure (skipped tests are None)."""
+    kept = []
+    for o in outcomes:
+        if o is None:
+            continue
+        kept.append(o)
+        if stop_on_failure and o.status != "passed":
+            break
+    passed = bool(outcomes) and all(o is not None and o.status == "passed" for o in outcomes)
+    return Verdict(passed, kept)
+
+
+def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memory_mb: int = 1024,
+               starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None,
+               isolate: bool | None = None) -> Verdict:
+    """Judge `code` on `tests` (APPS/TACO input_output or LiveCodeBench cases). Passed only if every test passes.
+
+    `starter_code` is prepended for call-based tests when the code does not define the function itself;
+    `fn_name` names the function for LCB functional tests (LCB keeps it in the starter code's metadata).
+    `stop_on_failure` skips the remaining tests after the first failure (the verdict is already False).
+    `isolate`: None isolates in namespaces where possible, True requires it, False never (see `sandbox`).
+    """
+    code, cases, bad = _prepare(code, tests, starter_code, fn_name)
+    if bad is not None:
+        return bad
+    outcomes: list[TestOutcome | None] = []
     for c in cases:
         outcomes.append(_run_case(code, c, timeout_s, memory_mb, isolate))
         if stop_on_failure and outcomes[-1].status != "passed":
+            outcomes += [None] * (len(cases) - len(outcomes))
             break
-    return Verdict(bool(outcomes) and all(o.status == "passed" for o in outcomes), outcomes)
+    return _verdict(outcomes, stop_on_failure)
 
 
 def _guess_fn_name(src: str) -> str | None:
@@ -269,12 +292,45 @@ def _guess_fn_name(src: str) -> str | None:
     return names[-1] if names else None
 
 
-def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | None = None, **kwargs) -> list[Verdict]:
-    """`check_code` over many (code, tests) pairs, `workers` programs at a time (default: the CPU count);
-    results in input order. Threads suffice: each one waits on a subprocess."""
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda it: check_code(it[0], it[1], **kwargs), items))
+def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | None = None, timeout_s: float = 6.0,
+                     memory_mb: int = 1024, stop_on_failure: bool = True, isolate: bool | None = None,
+                     starter_codes: list[str] | None = None, fn_names: list[str | None] | None = None,
+                     progress: bool = False) -> list[Verdict]:
+    """`check_code` over many (code, tests) pairs; verdicts in input order.
+
+    Every test of every pair is one job, and `workers` jobs run at once (default: the CPU count), so a few
+    problems with many tests use all cores as well as many problems do. Jobs are started pair by pair, and
+    with `stop_on_failure` the remaining tests of a pair that has failed are skipped. Threads suffice: each
+    waits on a subprocess. Peak memory is about `workers * memory_mb`. Malformed tests raise a ValueError
+    naming the item before anything runs.
+    """
+    from tqdm.auto import tqdm
+
+    prepared = []
+    for i, (code, tests) in enumerate(items):
+        try:
+            starter = starter_codes[i] if starter_codes else ""
+            prepared.append(_prepare(code, tests, starter, fn_names[i] if fn_names else None))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"check_code_batch: item {i}: malformed tests: {e}") from e
+    outcomes: list[list[TestOutcome | None]] = [[None] * len(cases) for _, cases, _ in prepared]
+    failed = [bad is not None for _, _, bad in prepared]
+    jobs = [(i, k) for i, (_, cases, bad) in enumerate(prepared) if bad is None for k in range(len(cases))]
+    bar = tqdm(total=len(jobs), desc="judging", unit="test", disable=not progress)
+
+    def job(ik: tuple[int, int]) -> None:
+        i, k = ik
+        if not (stop_on_failure and failed[i]):
+            code, cases, _ = prepared[i]
+            o = outcomes[i][k] = _run_case(code, cases[k], timeout_s, memory_mb, isolate)
+            failed[i] = failed[i] or o.status != "passed"
+        bar.update()
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        list(pool.map(job, jobs))
+    bar.close()
+    return [bad if bad is not None else _verdict(outcomes[i], stop_on_failure)
+            for i, (_, _, bad) in enumerate(prepared)]
 
 
 def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, isolate: bool | None = None) -> Verdict:

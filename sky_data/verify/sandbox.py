@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import select
 import shutil
 import signal
 import site
@@ -113,6 +114,26 @@ def _decode(parts: list[bytes]) -> str:
     return b"".join(parts).decode("utf-8", errors="replace")
 
 
+def _wait(proc: subprocess.Popen, timeout_s: float) -> int | None:
+    """The exit status, or None after `timeout_s`. Popen.wait(timeout) polls with sleeps of up to 50 ms, a
+    large share of a 40 ms run; a pidfd (Linux >= 5.3) wakes exactly when the process ends."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(max(0, int(timeout_s * 1000))):
+            return None
+        return proc.wait()
+    finally:
+        os.close(fd)
+
+
 def _run(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, memory_mb: int, isolate: bool,
          userns: bool = False) -> SandboxRun:
     tmp = tempfile.mkdtemp(prefix="sky_judge_")
@@ -133,10 +154,7 @@ def _run(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, m
                    threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
         for t in threads:
             t.start()
-        try:
-            rc: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = None
+        rc = _wait(proc, timeout_s)
         # Kill the whole group either way: children left behind by a finished program die with it. Isolated,
         # the launcher's death also takes the sandbox's init (PDEATHSIG), and with it the whole pid namespace.
         try:

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import SHARED
 
+from sky_data.verify.bench import humaneval_call_tests, load_items
 from sky_data.verify.code import (
     check_code,
     check_code_batch,
@@ -146,6 +147,49 @@ def test_batch_keeps_order_and_runs_in_parallel():
     assert elapsed < 8 * 0.5 * 0.75, f"batch took {elapsed:.1f} s; sequential would be ~4 s"
 
 
+def test_batch_runs_the_tests_of_one_problem_in_parallel():
+    code = "import time\nn = int(input())\ntime.sleep(0.5)\nprint(2 * n)"
+    tests = {"inputs": [f"{i}\n" for i in range(8)], "outputs": [f"{2 * i}\n" for i in range(8)]}
+    t0 = time.monotonic()
+    [v] = check_code_batch([(code, tests)], workers=8)
+    assert v.passed and len(v.outcomes) == 8
+    assert time.monotonic() - t0 < 8 * 0.5 * 0.75
+
+
+def test_batch_verdicts_equal_one_at_a_time_verdicts():
+    # The reference is check_code, one pair at a time: same pass/fail and same first failing status.
+    items = [
+        ("n = int(input())\nprint(2 * n)", DOUBLE),
+        ("n = int(input())\nprint(2 * n if n < 5 else 0)", DOUBLE),  # second test wrong
+        ("print(1/0)", DOUBLE),
+        ("def f(:\n", DOUBLE),
+        ("def add(a, b):\n    return a + b", {"fn_name": "add", "inputs": [[1, 2], [3, 4]], "outputs": [3, 7]}),
+        ("while True: pass", {"inputs": ["1"], "outputs": ["1"]}),
+    ]
+    batch = check_code_batch(items, workers=4, timeout_s=1.0)
+    single = [check_code(c, t, timeout_s=1.0) for c, t in items]
+    assert [v.passed for v in batch] == [v.passed for v in single] == [True, False, False, False, True, False]
+    assert [v.status for v in batch] == [v.status for v in single]
+    assert [v.status for v in batch] == ["passed", "wrong_answer", "runtime_error", "compile_error", "passed", "timeout"]
+
+
+def test_batch_stops_a_failed_problem_early_and_can_run_all_tests():
+    # Tests 1..5 sleep; test 0 fails at once. With one worker the sleepers are skipped after the failure.
+    code = "import time\nn = int(input())\nif n: time.sleep(0.3)\nprint(n + (n == 0))"
+    tests = {"inputs": [f"{i}\n" for i in range(6)], "outputs": [f"{i}\n" for i in range(6)]}
+    t0 = time.monotonic()
+    [v] = check_code_batch([(code, tests)], workers=1)
+    assert not v.passed and [o.status for o in v.outcomes] == ["wrong_answer"] and time.monotonic() - t0 < 1.0
+    [v] = check_code_batch([(code, tests)], workers=3, stop_on_failure=False)
+    assert not v.passed and [o.status for o in v.outcomes] == ["wrong_answer"] + ["passed"] * 5
+
+
+def test_batch_names_the_malformed_item():
+    items = [("print(1)", {"inputs": [""], "outputs": ["1"]}), ("print(1)", {"inputs": ["", ""], "outputs": ["1"]})]
+    with pytest.raises(ValueError, match=r"item 1: malformed tests: 2 inputs but 1 outputs"):
+        check_code_batch(items)
+
+
 # ---------------------------------------------------------------- real data: HumanEval
 
 
@@ -173,3 +217,30 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
     assert n == 164
     assert not failed, f"canonical solutions judged failing: {failed}"
     assert not passed_wrong, f"'return None' judged passing: {passed_wrong}"
+
+
+def test_humaneval_asserts_become_call_based_tests():
+    problem = {"entry_point": "f", "test": (
+        "def check(candidate):\n"
+        "    assert candidate(1, [2, 3]) == (4, 5)\n"      # kept; the tuple result becomes a list
+        "    assert candidate('a') == 'b', 'message'\n"    # kept
+        "    assert candidate((1, 2)) == 3\n"              # a tuple argument would change type: left out
+        "    assert abs(candidate(1.0) - 2) < 1e-6\n"      # not an equality on the call: left out
+        "    assert candidate(x) == 1\n"                   # not a literal: left out
+        "    assert candidate(float('inf')) == 1\n")}      # not a literal either
+    assert humaneval_call_tests(problem) == {"fn_name": "f", "inputs": [[1, [2, 3]], ["a"]], "outputs": [[4, 5], "b"]}
+
+
+@pytest.mark.slow
+def test_humaneval_as_call_based_tests_canonical_pass_and_wrong_fail():
+    # Real data through the APPS-style call-based path, one process per test (~1200 runs, ~30 s on 2 cores).
+    path = SHARED / "data/humaneval/test.jsonl"
+    if not path.exists():
+        pytest.skip(f"HumanEval not found at {path} (shared data absent)")
+    items = load_items(path, None)
+    n = len(items) // 2
+    verdicts = check_code_batch(items, timeout_s=10.0)
+    assert n >= 150 and sum(len(t["inputs"]) for _, t in items[:n]) >= 1000
+    failed = [(items[i][1]["fn_name"], verdicts[i].outcomes[-1]) for i in range(n) if not verdicts[i].passed]
+    assert not failed, f"canonical solutions failing their own asserts: {failed[:5]}"
+    assert not any(v.passed for v in verdicts[n:])

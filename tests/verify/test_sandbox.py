@@ -336,3 +336,15 @@ def test_fallback_warns_and_required_isolation_raises(monkeypatch):
         run = run_sandboxed({"main.py": "print(1)"}, ["main.py"], "", 5.0, 1024)
     assert run.stdout.strip() == "1" and not run.isolated
     assert any("no namespace isolation (pretend" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=isolated_only)])
+def test_program_sees_a_normal_python(isolate):
+    # site-packages (numpy), the exit() builtin, __name__ == "__main__", argv, and tracebacks as python prints them.
+    code = ("import sys, numpy\nprint(int(numpy.arange(4).sum()), __name__, sys.argv)\n"
+            "if sys.argv[1:] == ['boom']:\n    raise KeyError('x')\nexit(3)\n")
+    run = run_sandboxed({"main.py": code}, ["main.py", "arg"], "", 20.0, 2048, isolate=isolate)
+    assert (run.returncode, run.stdout) == (3, "6 __main__ ['main.py', 'arg']\n"), run.stderr
+    run = run_sandboxed({"main.py": code}, ["main.py", "boom"], "", 20.0, 2048, isolate=isolate)
+    assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == "KeyError: 'x'"
+    assert 'File "main.py", line 4' in run.stderr
