@@ -22,6 +22,8 @@ Why each piece:
 - uid: as root, a random uid in [2^20, 2^31) owns nothing on the host and is shared with no other sandbox,
   so RLIMIT_NPROC counts only this program's processes. Directories the uid cannot traverse on the way to
   the interpreter (e.g. /root for a pyenv Python) are replaced by a tmpfs holding only the interpreter.
+- memory: RLIMIT_AS bounds each process, not their sum; as root the judge also puts each run in a memory
+  cgroup of its own (`sandbox._make_cgroup`), and every sandboxed process has oom_score_adj 1000.
 - user namespace (not root): the unprivileged route to the same namespaces; RLIMIT_NPROC then counts the
   processes of that namespace only.
 """
@@ -203,6 +205,15 @@ def _init(cfg: dict, argv: list[str], status_fd: int) -> None:
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     argv = sys.argv[2:]
+    if cfg.get("cgroup"):  # before anything starts, so that all of it counts against the group's memory
+        with open("/proc/self/cgroup") as f:
+            joined = os.path.basename(cfg["cgroup"]) in f.read()
+        if not joined:  # the judge attaches us while we start up; if it has not yet, wait for it here
+            _write(os.path.join(cfg["cgroup"], "cgroup.procs"), str(os.getpid()))
+    try:  # the host's OOM killer takes sandboxed processes first
+        _write("/proc/self/oom_score_adj", "1000")
+    except OSError:
+        pass
     if not cfg["isolate"]:
         _limit(cfg)
         _run_program(argv)

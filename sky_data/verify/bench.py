@@ -9,6 +9,9 @@ judged during rejection sampling. Each problem is judged twice: with its canonic
 runs) and with a `return None` body (stops at the first failure). Every configuration judges the same items
 in the same run; all must agree with the naive baseline on every verdict.
 
+Rows: the naive baseline; the judge with one worker (what the sandbox costs against a bare subprocess); with
+`--workers` and no isolation; isolated without the per-run memory cgroup; and the default (isolated, cgroup).
+
 The naive baseline is what a first judge usually is: for each test in turn, write the files to a temp dir and
 `subprocess.run([python, driver.py])` with a timeout; no sandbox, no parallelism.
 """
@@ -140,17 +143,21 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("naive: one subprocess at a time, no sandbox", ran, time.perf_counter() - t0, ref))
     configs = [("judge, 1 worker, isolated", 1, None), (f"judge, {args.workers} workers, no isolation", args.workers,
                False), (f"judge, {args.workers} workers, isolated (default)", args.workers, None)]
+    configs.insert(2, (f"judge, {args.workers} workers, isolated, no memory cgroup", args.workers, "no-cgroup"))
     for name, workers, isolate in configs:
+        os.environ["SKY_JUDGE_MEMORY_CGROUP"] = "0" if isolate == "no-cgroup" else "1"
+        isolate = None if isolate == "no-cgroup" else isolate
         t0 = time.perf_counter()
         verdicts = check_code_batch(items, workers=workers, timeout_s=args.timeout, isolate=isolate, progress=True)
         rows.append((name, sum(len(v.outcomes) for v in verdicts), time.perf_counter() - t0,
                      [v.passed for v in verdicts]))
 
     base = rows[0][1] / rows[0][2]
-    print(f"\n{'configuration':<48} {'tests':>6} {'seconds':>8} {'tests/s':>8} {'vs naive':>9}  verdicts")
+    os.environ.pop("SKY_JUDGE_MEMORY_CGROUP")
+    print(f"\n{'configuration':<58} {'tests':>6} {'seconds':>8} {'tests/s':>8} {'vs naive':>9}  verdicts")
     for name, tests, secs, verdicts in rows:
         agree = "agree" if verdicts == ref else f"{sum(a != b for a, b in zip(verdicts, ref))} DIFFER"
-        print(f"{name:<48} {tests:>6} {secs:>8.1f} {tests / secs:>8.1f} {tests / secs / base:>8.2f}x  {agree}")
+        print(f"{name:<58} {tests:>6} {secs:>8.1f} {tests / secs:>8.1f} {tests / secs / base:>8.2f}x  {agree}")
     canon_ok, wrong_ok = sum(ref[:n]), sum(ref[n:])
     print(f"\ncanonical solutions passing: {canon_ok}/{n}; wrong solutions passing: {wrong_ok}/{n}")
     print(json.dumps({"bench": "code_judge", "problems": n, "workers": args.workers,

@@ -208,6 +208,8 @@ def _failure(run: SandboxRun, timeout_s: float) -> TestOutcome | None:
     last = next((line for line in reversed(run.stderr.strip().split("\n")) if line.strip()), "")
     if "MemoryError" in last:
         return TestOutcome("memory", "MemoryError", run.time_s)
+    if run.oom_killed:
+        return TestOutcome("memory", "out of memory: its processes together passed the sandbox's limit", run.time_s)
     if run.returncode < 0:
         return TestOutcome("runtime_error", f"killed by signal {-run.returncode}", run.time_s)
     return TestOutcome("runtime_error", last[:200] or f"exit code {run.returncode}", run.time_s)

@@ -10,6 +10,7 @@ namespaces.
 
 from __future__ import annotations
 
+import ast
 import errno
 import os
 import signal
@@ -74,6 +75,8 @@ def _assert_none_left(token: str, within_s: float = 3.0) -> None:
     while (left := _processes_with(token)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"processes left behind: {left}"
+    if (base := sandbox._memory_cgroup_base()) is not None:
+        assert not [d for d in os.listdir(base[0]) if d.startswith("sky_judge_")], "a run's cgroup was left behind"
 
 
 def test_isolation_is_available_where_ci_runs():
@@ -359,3 +362,23 @@ def test_program_sees_a_normal_python(isolate):
     run = run_sandboxed({"main.py": code}, ["main.py", "boom"], "", 20.0, 2048, isolate=isolate)
     assert run.returncode == 1 and run.stderr.strip().splitlines()[-1] == "KeyError: 'x'"
     assert 'File "main.py", line 4' in run.stderr
+
+
+@pytest.mark.parametrize("isolate", [False, pytest.param(True, marks=isolated_only)])
+def test_memory_of_all_processes_together_is_bounded(isolate):
+    # Eight forks of 300 MB each stay under the per-process RLIMIT_AS of 512 MB, but their sum passes the run's
+    # memory cgroup (about 2 x 512 MB): the kernel kills some, and the judge calls it "memory".
+    if sandbox._memory_cgroup_base() is None:
+        pytest.skip("no memory cgroup this process may create (needs root and a writable cgroup fs)")
+    code = ("import os, sys, time\nprint(open('/proc/self/oom_score_adj').read().strip(), flush=True)\nkids = []\n"
+            "for i in range(8):\n    pid = os.fork()\n    if pid == 0:\n        b = bytearray(300 << 20)\n"
+            "        for j in range(0, len(b), 4096):\n            b[j] = 1\n        time.sleep(2)\n        os._exit(0)\n"
+            "    kids.append(pid)\nkilled = [os.waitpid(k, 0)[1] & 0x7f for k in kids]\nprint(killed)\n"
+            "sys.exit(1 if any(killed) else 0)\n")
+    run = run_sandboxed({"main.py": code}, ["main.py"], "", 30.0, 512, isolate=isolate)
+    adj, killed = run.stdout.splitlines()
+    assert adj == "1000" and run.oom_killed and signal.SIGKILL in ast.literal_eval(killed), (run.stdout, run.stderr)
+    v = check_program(code, timeout_s=30.0, memory_mb=512, isolate=isolate)
+    assert not v.passed and v.outcomes[0].status == "memory", v.outcomes
+    base = sandbox._memory_cgroup_base()[0]
+    assert not [d for d in os.listdir(base) if d.startswith("sky_judge_")], "a run's cgroup was left behind"
