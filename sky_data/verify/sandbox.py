@@ -65,6 +65,7 @@ class SandboxRun:
     oom_killed: bool = False  # the kernel killed a process for the memory cgroup's limit (all processes together)
 
 
+@functools.cache
 def _exposed_paths() -> list[str]:
     """The interpreter's folders, which the sandbox uid must be able to read (the stdlib, site-packages)."""
     paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
@@ -76,7 +77,7 @@ def _exposed_paths() -> list[str]:
 
 @functools.cache
 def _site_paths() -> list[str]:
-    return [p for p in {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} if os.path.isdir(p)]
+    return sorted(p for p in {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} if os.path.isdir(p))
 
 
 def _launcher_argv(argv: list[str], timeout_s: float, memory_mb: int, isolate: bool, userns: bool = False,
