@@ -18,10 +18,23 @@ Conventions, and why:
   (the original checker accepted 100 for 1). Likewise degrees (`90^\\circ` = 90), dollars and `\\text{}` units.
 - Decimals are values as written, compared to 12 places: `0.34` = `\\frac{17}{50}`, but `0.333333` is not
   1/3 and `0.0000673` is not `.0000672` (math-verify alone rounds to 6 places and accepts both).
-- Order: the reference's form decides. A bare list `1, 2` and a tuple `(1, 2)` are ordered (the original
-  checker sorted lists); only a set written `\\{1, 2\\}` (or `1 \\pm \\sqrt{2}`) is compared without order.
-  The price: all roots of an equation listed in another order than the reference's are marked wrong.
+- Order: the reference's form decides, as in MATH500, AIME and OlympiadBench.
+  - A bare list (`1, -2`; "enter all the solutions, separated by commas") is a collection of solutions: order
+    does not matter, the count does (a multiset). `-2, 1` equals `1, -2`, and so does the set `\\{-2, 1\\}`,
+    but `1, 2, 2`, `1` and the hedge `1, 2, 3` do not; neither does a tuple `(1, -2)`. Items are compared one to
+    one with the rules below (`x = 7` equals `7`, `(1, 2)` does not equal `(2, 1)`), paired by a maximum
+    bipartite matching, not greedily. Past `MAX_UNORDERED_ITEMS` items a list is compared in order, and an
+    answer (list, set or tuple) of more items than that and than the reference has is wrong before any sympy work.
+  - A tuple or ordered pair `(3, 4)`, a vector and a matrix are ordered: `(4, 3)` is not `(3, 4)`, and neither
+    is the bare list `3, 4`. A set `\\{1, 2\\}` (or `1 \\pm \\sqrt{2}`) is compared without order.
 - An equation whose left side is a bare variable is its value: `x = 5` equals `5` (math-verify's rule).
+- An inequality in one variable is the interval it describes: `3 < \\lambda \\le 4` is `(3, 4]`, `x > 2` and
+  `2 < x` are `(2, \\infty)`, `x \\ne 3` is `(-\\infty, 3) \\cup (3, \\infty)`, and a union written with
+  "or" or `\\cup` (`x < 1 \\text{ or } x > 2`; `x < 0 \\text{ or } x = 1` is `(-\\infty, 0) \\cup \\{1\\}`) is the
+  union of the intervals, not a list. The variable is any letter or Greek letter but `\\pi` (its name is not
+  compared: an interval has none); a bound may not contain it, nor be another bare letter (`a < b` solves
+  nothing). So `3 < x < 4` equals the reference `(3, 4)`, which might be an open interval or a pair.
+  Inequalities joined by a comma or "and" stay a list, and an inequality inside a list is left to math-verify.
 - Thousands separators (`32,\\!348`, `2,125`) are dropped only where the whole answer is one such number;
   `1,2` stays a list. Mixed numbers `1\\frac{4}{5}` mean 9/5, repeating decimals `0.\\overline{3}` mean 1/3.
 - A reference written as text (`\\text{Evelyn}`, `\\text{(C)}`) is compared as text: case, spaces, braces
@@ -56,6 +69,7 @@ __all__ = ["MathVerdict", "check_math", "extract_answer", "extract_choice", "mat
 FLOAT_PLACES = 12  # decimals agree to this many places (math-verify's default, 6, equates 6.73e-5 and 6.72e-5)
 WORKER_MEMORY_BYTES = 4 << 30  # address-space cap of a worker: a runaway expression dies, not the host
 MAX_WORKERS = min(8, os.cpu_count() or 1)
+MAX_UNORDERED_ITEMS = 30  # a longer bare list is compared in order (pairing costs up to n^2 sympy comparisons)
 
 SOLUTION_BEGIN, SOLUTION_END = "<|begin_of_solution|>", "<|end_of_solution|>"
 
@@ -310,6 +324,7 @@ def _normalize(answer: str) -> str:
     s = re.sub(r"\\\$|\$", "", s)
     s = re.sub(r"\\text\{\s*\\?%\s*\}|\\?%|\\text\{\s*percent\s*\}|\s*\bpercent\b", "", s)
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree(?![A-Za-z])", "", s)
+    s = _inequalities_to_intervals(s)  # before "or" becomes a comma: `x < 1 or x > 2` is a union, not a list
     # list words: "1 and 2", "1 \text{ or } 2"
     s = re.sub(r"\s*,?\s*\\text\{\s*(?:and|or)\s*\}\s*", ", ", s)
     s = re.sub(r"\s*,?\s+(?:and|or)\s+", ", ", s)
@@ -325,6 +340,117 @@ def _normalize(answer: str) -> str:
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     return s
+
+
+# Inequalities as intervals. Relations and union words count only outside brackets: `\{x : x > 2\}` stays.
+_RELATION = re.compile(r"\\(?:[lg]eqslant|[lg]eqq|[lg]eq|[lg][et]|neq|ne)(?![A-Za-z])|<=|>=|[<>=≤≥≠]")
+_RELATION_KIND = {  # a command by its first 3 characters: \leq and \leqslant are \le
+    "\\le": "<=", "\\ge": ">=", "\\lt": "<", "\\gt": ">", "\\ne": "!=",
+    "<=": "<=", ">=": ">=", "≤": "<=", "≥": ">=", "≠": "!=", "<": "<", ">": ">", "=": "=",
+}  # fmt: skip
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!=", "=": "="}
+_UNION_WORD = re.compile(r"\\cup(?![A-Za-z])|\\text\{\s*or\s*\}|\\(?:lor|vee)(?![A-Za-z])|\s+or\s+")
+_GREEK = (  # letters a variable may be; not \pi
+    "alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|rho|sigma|tau"
+    "|phi|varphi|chi|psi|omega"
+)
+_VARIABLE = re.compile(rf"([A-Za-z]|\\(?:{_GREEK}))(?:_(?:[A-Za-z0-9]|\{{[A-Za-z0-9]+\}}))?")
+
+
+def _inequalities_to_intervals(s: str) -> str:
+    """`3 < \\lambda \\le 4` -> `(3, 4]`; `x < 1 \\text{ or } x \\ge 2` -> `(-\\infty, 1) \\cup [2, \\infty)`;
+    `x < 0 \\text{ or } x = 1` -> `(-\\infty, 0) \\cup \\{1\\}`. An answer that is not entirely inequalities in one
+    variable (or equations `x = c` in a union with one) is returned as is."""
+    if _RELATION.search(s) is None:
+        return s
+    top = _top_level_mask(s)
+    cuts = [m for m in _UNION_WORD.finditer(s) if top[m.start()]]
+    bounds = [0] + [i for m in cuts for i in m.span()] + [len(s)]
+    parts, variables, any_inequality = [], set(), False
+    for start, end in zip(bounds[::2], bounds[1::2]):
+        found = _inequality_as_sets(s[start:end], top[start:end])
+        if found is None:
+            return s
+        variable, sets, is_inequality = found
+        variables.add(variable)
+        parts += sets
+        any_inequality |= is_inequality
+    if not any_inequality or len(variables) != 1:
+        return s
+    return " \\cup ".join(parts)
+
+
+def _inequality_as_sets(part: str, top: list[bool]) -> tuple[str, list[str], bool] | None:
+    """(variable, the intervals or sets of `part`, whether it is an inequality) for `x > 2`, `2 < x`,
+    `a < x \\le b`, `x \\ne c` or `x = c`; None for anything else."""
+    rels = [m for m in _RELATION.finditer(part) if top[m.start()]]
+    if not 1 <= len(rels) <= 2:
+        return None
+    cuts = [0] + [i for m in rels for i in m.span()] + [len(part)]
+    sides = [part[a:b].strip() for a, b in zip(cuts[::2], cuts[1::2])]
+    kinds = [_RELATION_KIND[m.group(0)[:3] if m.group(0).startswith("\\") else m.group(0)] for m in rels]
+    if len(rels) == 2:  # lo < x <= hi, or hi >= x > lo
+        lo, var, hi = sides
+        if kinds[0] in (">", ">=") and kinds[1] in (">", ">="):
+            lo, hi, kinds = hi, lo, [_FLIPPED[kinds[1]], _FLIPPED[kinds[0]]]
+        if not (set(kinds) <= {"<", "<="} and _is_variable(var) and _is_bound(lo, var) and _is_bound(hi, var)):
+            return None
+        left, right = "(" if kinds[0] == "<" else "[", ")" if kinds[1] == "<" else "]"
+        return _squash(var), [f"{left}{lo}, {hi}{right}"], True
+    (lhs, rhs), kind = sides, kinds[0]
+    if _is_variable(lhs) and _is_bound(rhs, lhs):
+        var, bound = lhs, rhs
+    elif _is_variable(rhs) and _is_bound(lhs, rhs):
+        var, bound, kind = rhs, lhs, _FLIPPED[kind]
+    else:
+        return None
+    sets = {
+        "<": [f"(-\\infty, {bound})"],
+        "<=": [f"(-\\infty, {bound}]"],
+        ">": [f"({bound}, \\infty)"],
+        ">=": [f"[{bound}, \\infty)"],
+        "!=": [f"(-\\infty, {bound})", f"({bound}, \\infty)"],
+        "=": [f"\\{{{bound}\\}}"],
+    }[kind]
+    return _squash(var), sets, kind != "="
+
+
+def _is_variable(s: str) -> bool:
+    return _VARIABLE.fullmatch(s) is not None
+
+
+def _is_bound(s: str, variable: str) -> bool:
+    """A side that can be an interval's end: not empty, not a list, not another bare variable (`a < b` says which
+    is larger, it solves nothing; `e` is Euler's number), and free of the variable itself."""
+    if not s or s == variable or (_is_variable(s) and s != "e"):
+        return False
+    if _split_top(s) != [s]:  # `x > 2, 3`
+        return False
+    name = _VARIABLE.fullmatch(variable).group(1)
+    if name.startswith("\\"):
+        return re.search(re.escape(name) + r"(?![A-Za-z])", s) is None
+    return re.search(rf"(?<![A-Za-z]){name}(?![A-Za-z])", re.sub(r"\\[A-Za-z]+", " ", s)) is None
+
+
+def _top_level_mask(s: str) -> list[bool]:
+    """For each character of s, whether it stands outside every bracket (`(`, `[`, `{`, `\\{`); one pass."""
+    mask, depth, i = [False] * len(s), 0, 0
+    while i < len(s):
+        mask[i] = depth == 0
+        c = s[i]
+        if c == "\\":
+            if i + 1 < len(s):
+                mask[i + 1] = mask[i]
+            if s.startswith("\\{", i) or s.startswith("\\}", i):
+                depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        i += 1
+    return mask
 
 
 def _repeating_to_frac(m: re.Match) -> str:
@@ -359,18 +485,80 @@ def _text_key(s: str, strict: bool) -> str | None:
 
 
 def _equivalent(gold: str, pred: str) -> bool:
-    """Normalised gold vs normalised prediction. A bare list in the gold is compared item by item, in order;
-    everything else (tuples, intervals, sets, matrices, equations) goes to math-verify whole."""
+    """Normalised gold vs normalised prediction. A bare list in the gold is a multiset of answers (see
+    `_same_collection`); everything else (tuples, intervals, sets, matrices, equations) goes to math-verify
+    whole."""
+    if _count_items(pred) > max(MAX_UNORDERED_ITEMS, _count_items(gold)):
+        return False  # a hedge of many items: math-verify takes seconds to parse a thousand-item set
     gold_items, pred_items = _split_top(gold), _split_top(pred)
     if len(gold_items) > 1:
         if len(pred_items) == 1 and pred.startswith("\\{") and pred.endswith("\\}"):
-            pred_items = _split_top(pred[2:-2])
-        return len(gold_items) == len(pred_items) and all(
-            _mv_equal(g, p) for g, p in zip(gold_items, pred_items)
-        )
+            pred_items = _split_top(pred[2:-2])  # the set of the solutions is the same collection
+        return _same_collection(gold_items, pred_items)
     if len(pred_items) > 1 and not gold.startswith("\\{") and not re.search(r"\\pm|\\mp", gold):
         return False  # a list for a single answer, e.g. hedging "5, 6" (or "5, 5", which math-verify sets to {5})
     return _mv_equal(gold, pred)
+
+
+def _same_collection(gold_items: list[str], pred_items: list[str]) -> bool:
+    """Whether the predicted items pair one to one with the gold items, in any order (a multiset: `1, 1, 2` is not
+    `1, 2`). Equivalence is not transitive (`x = 7` equals `7`, which equals `y = 7`; `x = 7` does not equal
+    `y = 7`), so the pairing is a maximum bipartite matching (Kuhn's augmenting paths), not a greedy one. Each item
+    is parsed once and a pair compared at most once; pairs of plain numbers whose values differ by far more than
+    the compared 12 places never reach sympy. Past MAX_UNORDERED_ITEMS items (n^2 comparisons of ~10 ms each
+    would outlast the timeout) the lists are compared in order."""
+    n = len(gold_items)
+    if n != len(pred_items):
+        return False  # decided before any sympy work, however long the hedge
+    if n > MAX_UNORDERED_ITEMS:
+        return all(_mv_equal(g, p) for g, p in zip(gold_items, pred_items))
+    gold_parsed, pred_parsed = [_mv_parse(g) for g in gold_items], [_mv_parse(p) for p in pred_items]
+    gold_values, pred_values = [_value(g) for g in gold_parsed], [_value(p) for p in pred_parsed]
+    gold_symbols, pred_symbols = [_symbols(g) for g in gold_parsed], [_symbols(p) for p in pred_parsed]
+    known: dict[tuple[int, int], bool] = {}
+
+    def apart(i: int, j: int) -> bool:  # both plain numbers, too far apart to be equal to 12 places
+        g, p = gold_values[i], pred_values[j]
+        return g is not None and p is not None and abs(g - p) > 1e-6 * max(1.0, abs(g), abs(p))
+
+    # Likely partners first (same value, same free symbols, same position), so a reordered list costs ~n
+    # comparisons. The order only saves time: `\sin^2 x + \cos^2 x` equals `1`, so symbols never rule a pair out.
+    candidates = [
+        sorted(range(n), key=lambda j: (apart(i, j), gold_symbols[i] != pred_symbols[j], j != i, j))
+        for i in range(n)
+    ]
+
+    def equal(i: int, j: int) -> bool:
+        if (i, j) not in known:
+            if _squash(gold_items[i]) == _squash(pred_items[j]):
+                known[i, j] = True
+            elif apart(i, j):
+                known[i, j] = False
+            else:
+                known[i, j] = _mv_verify(gold_parsed[i], pred_parsed[j])
+        return known[i, j]
+
+    gold_of_pred = [-1] * n  # gold_of_pred[j]: the gold item pred item j is paired with, -1 for none
+
+    def augment(i: int, seen: set[int]) -> bool:
+        """Pair gold item i, moving earlier pairs along an augmenting path if need be."""
+        for j in candidates[i]:
+            if j not in seen and equal(i, j):
+                seen.add(j)
+                if gold_of_pred[j] < 0 or augment(gold_of_pred[j], seen):
+                    gold_of_pred[j] = i
+                    return True
+        return False
+
+    return all(augment(i, set()) for i in range(n))
+
+
+def _count_items(s: str) -> int:
+    """How many items a list, set, tuple or interval holds: `1, 2, 3` and `\\{1, 2, 3\\}` 3, `(3, 4]` 2, `5` 1."""
+    opener = 2 if s.startswith("\\{") else 1
+    if len(s) > opener and s[0] in "([\\" and not any(_top_level_mask(s)[opener:]):  # (...), [...), \{...\}
+        s = s[opener:-opener]
+    return len(_split_top(s))
 
 
 def _split_top(s: str) -> list[str]:
@@ -396,16 +584,46 @@ def _split_top(s: str) -> list[str]:
 
 
 def _mv_equal(gold: str, pred: str) -> bool:
-    from math_verify import parse, verify
+    return _mv_verify(_mv_parse(gold), _mv_parse(pred))
+
+
+def _mv_parse(answer: str) -> list:
+    from math_verify import parse
     from math_verify.parser import LatexExtractionConfig
 
     # LaTeX extraction only: the plain-expression extractor would fall back to any number in the string.
-    config = [LatexExtractionConfig()]
-    g = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
-    p = parse(f"${pred}$", extraction_config=config, parsing_timeout=None)
-    if not g or not p:
+    return parse(f"${answer}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=None)
+
+
+def _mv_verify(gold: list, pred: list) -> bool:
+    from math_verify import verify
+
+    if not gold or not pred:
         return False
-    return verify(g, p, float_rounding=FLOAT_PLACES, timeout_seconds=None)
+    return verify(gold, pred, float_rounding=FLOAT_PLACES, timeout_seconds=None)
+
+
+def _symbols(parsed: list) -> frozenset[str]:
+    try:
+        return frozenset(str(x) for x in parsed[0].free_symbols)
+    except (IndexError, AttributeError, TypeError):
+        return frozenset()
+
+
+def _value(parsed: list) -> complex | None:
+    """The numeric value of a parsed answer that is a plain number (`x = c` counts as c), else None."""
+    from sympy import Eq, Expr, Symbol, UnevaluatedExpr
+
+    expr = parsed[0] if parsed else None
+    if isinstance(expr, Eq) and isinstance(expr.lhs, Symbol):
+        expr = expr.rhs
+    if not isinstance(expr, Expr) or not expr.is_number or expr.has(UnevaluatedExpr):  # UnevaluatedExpr: 9\% = 9
+        return None
+    try:
+        value = complex(expr.evalf(30))
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
 
 
 def _serve() -> None:

@@ -67,7 +67,7 @@ EQUAL = [
     ("\\left(\\frac{3}{5},\\frac{8}{3}\\right]", boxed("(0.6, 8/3]")),
     ("(0,9) \\cup (9,36)", boxed("(9,36)\\cup(0,9)")),
     ("x \\in [-2,7]", boxed("[-2,7]")),
-    # ordered lists, the same order (also split over several boxes)
+    # bare lists (also split over several boxes); any order, see test_a_bare_list_is_a_collection_in_any_order
     ("1,-2", boxed("1, -2")),
     ("3, 5, 7", boxed("3,5,7")),
     ("1,-2", "The roots are $\\boxed{1}$ and $\\boxed{-2}$."),
@@ -129,13 +129,10 @@ NOT_EQUAL = [
     ("50\\%", boxed("0.5")),
     ("0.5", boxed("50\\%")),
     ("12.5\\%", boxed("0.125")),
-    # regression: the original checker sorted comma-separated lists
-    ("1, 2", boxed("2, 1")),
-    ("1,-2", boxed("-2, 1")),
+    # regression: the original checker sorted tuples too (bare lists are collections: see the tests below)
     ("(1,2)", boxed("(2,1)")),
     ("(-2,1)", boxed("(1,-2)")),
     ("(6,31,-1)", boxed("(6,-1,31)")),
-    ("1,-2", boxed("\\{-2, 1\\}")),
     # decimals are exact values: no 6-place rounding, no approximations of exact answers
     (".0000672", boxed("0.0000673")),
     ("\\frac{1}{3}", boxed("0.333333")),
@@ -194,6 +191,199 @@ def test_no_last_number_fallback_unless_asked() -> None:
     assert extract_answer(truncated) is None
     assert extract_answer(truncated, last_number_fallback=True) == "6"
     assert extract_answer("so it is 1,234 in all", last_number_fallback=True) == "1,234"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Answer lists, tuples and intervals (the benchmarks' conventions: a bare list is all the solutions, a tuple is
+# ordered, an inequality is the interval it describes)
+
+
+@pytest.mark.parametrize(
+    ("gold", "response"),
+    [
+        ("1, 2", boxed("2, 1")),
+        ("1,-2", boxed("-2, 1")),
+        ("3, 5, 7", boxed("7, 3, 5")),
+        ("1,-2", "The roots are $\\boxed{-2}$ and $\\boxed{1}$."),
+        ("1,-2", "So $\\boxed{-2} \\text{ and } \\boxed{1}$."),
+        ("3, 5, 7", boxed("x = 7, x = 5, x = 3")),  # each item by the usual rules: x = 7 is 7
+        ("x = 7, x = 5, x = 3", boxed("3, 5, 7")),
+        ("5, 7", boxed("x = 7 \\text{ or } x = 5")),
+        ("1,-2", boxed("\\{-2, 1\\}")),  # the set of the solutions is the same collection
+        ("1, 1, 2", boxed("2, 1, 1")),  # a double root listed twice, in another order
+        ("\\frac{1}{3}, 1, \\frac{1}{9}", boxed("\\frac19, \\frac{1}{3}, 1")),
+        ("a=2, b=3", boxed("b=3, a=2")),
+        ("(1,8,19), (2,7,13), (4,5,7)", boxed("(4, 5, 7), (1, 8, 19), (2, 7, 13)")),  # OlympiadBench: all triples
+    ],
+)
+def test_a_bare_list_is_a_collection_in_any_order(gold: str, response: str) -> None:
+    assert check_math(response, gold).correct
+
+
+@pytest.mark.parametrize(
+    ("gold", "response"),
+    [
+        ("1, 2", boxed("1, 2, 2")),  # the count matters: a multiset, not a set
+        ("1, 1, 2", boxed("1, 2, 2")),
+        ("-2,-2", boxed("-2")),
+        ("1, 2", boxed("1")),
+        ("1,-2", boxed("1, 2")),
+        ("1,-2", boxed("(1, -2)")),  # a tuple is not the list of the solutions
+        ("a=2, b=3", boxed("b=2, a=3")),  # named values keep their names
+        ("(1,8,19), (2,7,13)", boxed("(2, 7, 13), (8, 1, 19)")),  # the triples are unordered, not their entries
+    ],
+)
+def test_a_bare_list_must_match_item_for_item(gold: str, response: str) -> None:
+    verdict = check_math(response, gold)
+    assert (verdict.correct, verdict.reason) == (False, "not equivalent"), verdict
+
+
+def test_list_items_are_paired_by_a_matching_not_greedily() -> None:
+    from sky_data.verify.math import _mv_equal, _same_collection
+
+    # `7` equals both `x = 7` and `y = 7`, but `x = 7` is not `y = 7`: pairing the gold `7` with the first `x = 7`
+    # it meets would leave the gold `x = 7` only `y = 7`. The matching moves `7` over to `y = 7`.
+    assert _mv_equal("7", "x = 7") and _mv_equal("7", "y = 7") and not _mv_equal("x = 7", "y = 7")
+    assert _same_collection(["7", "x = 7"], ["x = 7", "y = 7"])
+    assert check_math(boxed("x = 7, y = 7"), "7, x = 7").correct
+    assert not _same_collection(["x = 7", "x = 7"], ["x = 7", "y = 7"])
+
+
+def test_a_list_longer_than_the_cap_is_compared_in_order() -> None:
+    from sky_data.verify.math import MAX_UNORDERED_ITEMS
+
+    at_cap = [str(i) for i in range(MAX_UNORDERED_ITEMS)]
+    assert check_math(boxed(", ".join(reversed(at_cap))), ", ".join(at_cap)).correct
+    past_cap = [str(i) for i in range(MAX_UNORDERED_ITEMS + 1)]
+    assert check_math(boxed(", ".join(past_cap)), ", ".join(past_cap)).correct
+    assert not check_math(boxed(", ".join(reversed(past_cap))), ", ".join(past_cap)).correct
+
+
+@pytest.mark.parametrize(
+    ("gold", "response", "correct"),
+    [
+        ("(3, 4)", boxed("(3,4)"), True),
+        ("(3, 4)", boxed("(4, 3)"), False),
+        ("(3, 4)", boxed("3, 4"), False),  # a bare list for a tuple
+        ("\\left( \\frac{3}{2}, -13 \\right)", boxed("(-13, \\frac32)"), False),
+        ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", boxed("\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"), False),
+        ("\\{1, 2\\}", boxed("\\{2, 1\\}"), True),  # a set has no order
+    ],
+)
+def test_a_tuple_vector_or_matrix_keeps_its_order(gold: str, response: str, correct: bool) -> None:
+    assert check_math(response, gold).correct is correct
+
+
+@pytest.mark.parametrize(
+    ("gold", "response"),
+    [
+        ("(3, 4]", boxed("3 < \\lambda \\le 4")),
+        ("3 < \\lambda \\le 4", boxed("(3, 4]")),
+        ("(2,\\infty)", boxed("x > 2")),
+        ("x > 2", boxed("(2, \\infty)")),
+        ("(2,\\infty)", boxed("2 < x")),  # the variable on either side
+        ("(-\\infty, -1]", boxed("x \\le -1")),
+        ("x \\leq -1", boxed("(-\\infty,-1]")),
+        ("[-1, 5)", boxed("-1 \\le x < 5")),
+        ("[3, \\infty)", boxed("3 \\leq x")),
+        ("[3, \\infty)", boxed("x \\geq 3")),
+        ("[3, \\infty)", boxed("t \\ge 3")),
+        ("k \\geqslant 2", boxed("[2, \\infty)")),  # OlympiadBench writes \geqslant
+        ("(3, 4]", boxed("4 \\ge x > 3")),
+        ("(3, 4)", boxed("3 < x < 4")),  # the reference (3, 4) may be an interval
+        ("x \\ge 3", boxed("3 \\le y")),  # the variable's name is not compared: an interval has none
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x < 1 \\text{ or } x > 2")),
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x < 1 or x > 2")),
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x<1 \\cup x>2")),
+        ("(2, \\infty) \\cup (-\\infty, 1)", boxed("x < 1 \\quad\\text{or}\\quad x > 2")),
+        ("x < 1 \\text{ or } x > 2", boxed("(-\\infty,1)\\cup(2,\\infty)")),
+        ("(-\\infty, 2) \\cup (3, \\infty)", boxed("x > 3 \\text{ or } x < 2")),
+        ("(-\\infty, 3) \\cup (3, \\infty)", boxed("x \\neq 3")),
+        ("(-\\infty, 0) \\cup\\{1\\}", boxed("x < 0 \\text{ or } x = 1")),
+        ("\\left(\\frac{3}{5},\\frac{8}{3}\\right]", boxed("0.6 < x \\le \\frac{8}{3}")),
+        ("x \\in [-2,7]", boxed("-2 \\le x \\le 7")),
+        ("x > 2", boxed("x \\in (2, \\infty)")),
+    ],
+)
+def test_an_inequality_is_the_interval_it_describes(gold: str, response: str) -> None:
+    verdict = check_math(response, gold)
+    assert verdict.correct, verdict
+
+
+@pytest.mark.parametrize(
+    ("gold", "response"),
+    [
+        ("(3, 4]", boxed("3 \\le x < 4")),
+        ("[2, \\infty)", boxed("x > 2")),
+        ("x > 2", boxed("[2, \\infty)")),
+        ("x > 2", boxed("x \\ge 2")),
+        ("x > 2", boxed("x < 2")),
+        ("(3, 4)", boxed("3 \\le x \\le 4")),
+        ("(-\\infty, -1]", boxed("x \\ge -1")),
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x < 1 \\text{ or } x \\ge 2")),
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("1 < x < 2")),
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x < 1, x > 2")),  # a comma makes a list (a hedge), not a union
+        ("(-\\infty, 1) \\cup (2, \\infty)", boxed("x < 1 \\text{ and } x > 2")),
+        ("(2, \\infty)", boxed("x > 2 \\text{ or } y < 1")),  # two variables: not one solution set
+    ],
+)
+def test_an_inequality_is_not_a_different_interval(gold: str, response: str) -> None:
+    verdict = check_math(response, gold)
+    assert (verdict.correct, verdict.reason) == (False, "not equivalent"), verdict
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("3 < \\lambda \\le 4", "(3, 4]"),
+        ("x \\geq \\frac{1}{2}", "[\\frac{1}{2}, \\infty)"),
+        ("x < 1 \\text{ or } x \\ge 2", "(-\\infty, 1) \\cup [2, \\infty)"),
+        ("x \\ne 3", "(-\\infty, 3) \\cup (3, \\infty)"),
+        ("x > e", "(e, \\infty)"),  # e is Euler's number, not a second variable
+        # not one variable against bounds free of it: left as written
+        ("x = 5", "x = 5"),
+        ("y = 2x + 3", "y = 2x + 3"),
+        ("x = 5 \\text{ or } x = 7", "x = 5, x = 7"),  # equations alone stay a list of solutions
+        ("a < b", "a < b"),
+        ("x > 2x - 1", "x > 2x - 1"),
+        ("x^2 < 4", "x^2 < 4"),
+        ("x > 2, y < 3", "x > 2, y < 3"),
+        ("\\{x : x > 2\\}", "\\{x : x > 2\\}"),
+        ("x \\in [-2,7]", "x \\in [-2,7]"),
+    ],
+)
+def test_normalize_rewrites_only_one_variable_inequalities(answer: str, normalized: str) -> None:
+    from sky_data.verify.math import _normalize
+
+    assert _normalize(answer) == normalized
+
+
+@pytest.mark.parametrize(
+    ("gold", "response"),
+    [
+        ("1, 2", boxed("1, 2, 3, 4")),  # hedging with extra candidates
+        ("1, 2", boxed("1, 1, 2, 2")),
+        ("5", boxed("5, 5")),  # the answer twice: math-verify alone reads it as the set {5}
+        ("5", "$\\boxed{5}$, $\\boxed{5}$"),
+        ("(3, 4)", boxed("(3, 4), (4, 3)")),
+        ("(3, 4]", boxed("(3, 4] \\text{ or } [3, 4)")),
+        ("\\{1, 2\\}", boxed("\\{1, 2, 3, 4\\}")),
+    ],
+)
+def test_hedged_or_repeated_answers_do_not_verify(gold: str, response: str) -> None:
+    verdict = check_math(response, gold)
+    assert (verdict.correct, verdict.reason) == (False, "not equivalent"), verdict
+
+
+@pytest.mark.parametrize("gold", ["1, 2", "5", "\\{1, 2\\}", "(3, 4)", "(2, \\infty)"])
+def test_a_thousand_item_answer_is_decided_wrong_quickly(gold: str) -> None:
+    check_math(boxed("1"), "2")  # a warm worker, so the clock measures the comparison only
+    items = ", ".join(str(i) for i in range(1000))
+    boxes = ", ".join(f"\\boxed{{{i}}}" for i in range(1000))
+    for response in (boxed(items), boxed(f"\\{{{items}\\}}"), boxed(f"({items})"), boxes):
+        verdict, took = _timed_check(response, gold, timeout_s=5.0)
+        assert (verdict.correct, verdict.reason) == (False, "not equivalent"), (response[:40], verdict.reason)
+        assert took < 1.0, (response[:40], took)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -356,6 +546,31 @@ def test_every_math500_answer_equals_itself_through_sympy() -> None:
 
     answers = [_normalize(r["answer"]) for r in _read_jsonl("math500/test.jsonl")]
     assert [a for a in answers if not _equivalent(a, a)] == []
+
+
+@needs_data
+def test_every_olympiadbench_answer_equals_itself_through_sympy() -> None:
+    # Its answers hold the forms this change touches: 94 lists of answers, tuples, intervals, `k \geqslant 2`.
+    from sky_data.verify.math import _equivalent, _normalize
+
+    answers = [_normalize(r["final_answer"][0]) for r in _read_jsonl("olympiadbench/test.jsonl")]
+    assert "[2, \\infty)" in answers  # `$k \geqslant 2$`, read as its interval
+    assert [a for a in answers if not _equivalent(a, a)] == []
+
+
+@needs_data
+def test_benchmark_list_answers_verify_in_any_order_but_not_short_or_padded() -> None:
+    # MATH500's "enter all the solutions, separated by commas" and OlympiadBench's multiple answers.
+    from sky_data.verify.math import _normalize, _split_top
+
+    golds = [r["answer"] for r in _read_jsonl("math500/test.jsonl")]
+    golds += [r["final_answer"][0] for r in _read_jsonl("olympiadbench/test.jsonl") if r["is_multiple_answer"]]
+    lists = [(gold, items) for gold in golds if len(items := _split_top(_normalize(gold))) > 1]
+    assert len(lists) >= 90
+    for gold, items in lists:
+        assert check_math(boxed(", ".join(reversed(items))), gold).correct, gold
+        assert not check_math(boxed(", ".join(items[1:])), gold).correct, gold
+        assert not check_math(boxed(", ".join(items + items[:1])), gold).correct, gold
 
 
 @needs_data
