@@ -10,7 +10,8 @@ runs) and with a `return None` body (stops at the first failure). Every configur
 in the same run; all must agree with the naive baseline on every verdict.
 
 Rows: the naive baseline; the judge with one worker (what the sandbox costs against a bare subprocess); with
-`--workers` and no isolation; isolated without the per-run memory cgroup; and the default (isolated, cgroup).
+`--workers` and no isolation (`isolate=False`: one fresh interpreter per test, no fork server); and the
+default (isolated: namespaces, minimal root, cgroups, each test forked from a warm fork server).
 
 The naive baseline is what a first judge usually is: for each test in turn, write the files to a temp dir and
 `subprocess.run([python, driver.py])` with a timeout; no sandbox, no parallelism.
@@ -29,14 +30,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from sky_data.verify.code import (
-    CALL_DRIVER,
-    CALL_PRELUDE,
-    RESULT_MARK,
-    check_code_batch,
-    compare_value,
-)
+from sky_data.verify.code import CALL_PRELUDE, check_code_batch, compare_value
 from sky_data.verify.sandbox import isolation
+
+# The naive baseline's driver: exec the solution, call the function on JSON args from stdin, print the result.
+NAIVE_MARK = "\x00__result__\x00"
+NAIVE_DRIVER = f"""
+import json, sys
+ns = {{"__name__": "__solution__"}}
+exec(compile(open("solution.py", encoding="utf-8").read(), "solution.py", "exec"), ns)
+name = sys.argv[1]
+fn = getattr(ns["Solution"](), name) if "Solution" in ns and hasattr(ns["Solution"], name) else ns[name]
+out = fn(*json.loads(sys.stdin.read()))
+plain = lambda x: [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+sys.stdout.write({NAIVE_MARK!r} + json.dumps(plain(out), default=repr) + "\\n")
+"""
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "humaneval" / "test.jsonl"
 
@@ -101,7 +109,7 @@ def _wrong(canonical: str, name: str) -> str:
 def naive(items: list[tuple[str, dict]], timeout_s: float) -> tuple[list[bool], int]:
     """One process at a time, stopping a problem at its first failure; returns verdicts and tests run."""
     verdicts, ran = [], 0
-    driver = CALL_DRIVER.replace("MARK", repr(RESULT_MARK), 1)
+    driver = NAIVE_DRIVER
     for code, tests in items:
         ok = True
         for args, expected in zip(tests["inputs"], tests["outputs"]):
@@ -112,8 +120,8 @@ def naive(items: list[tuple[str, dict]], timeout_s: float) -> tuple[list[bool], 
                 try:
                     r = subprocess.run([sys.executable, "driver.py", tests["fn_name"]], input=json.dumps(args),
                                        check=False, capture_output=True, text=True, cwd=tmp, timeout=timeout_s)
-                    ok = r.returncode == 0 and RESULT_MARK in r.stdout and compare_value(
-                        json.loads(r.stdout.rsplit(RESULT_MARK, 1)[1]), expected) is None
+                    ok = r.returncode == 0 and NAIVE_MARK in r.stdout and compare_value(
+                        json.loads(r.stdout.rsplit(NAIVE_MARK, 1)[1]), expected) is None
                 except subprocess.TimeoutExpired:
                     ok = False
             if not ok:
@@ -141,19 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     ref, ran = naive(items, args.timeout)
     rows.append(("naive: one subprocess at a time, no sandbox", ran, time.perf_counter() - t0, ref))
-    configs = [("judge, 1 worker, isolated", 1, None), (f"judge, {args.workers} workers, no isolation", args.workers,
-               False), (f"judge, {args.workers} workers, isolated (default)", args.workers, None)]
-    configs.insert(2, (f"judge, {args.workers} workers, isolated, no memory cgroup", args.workers, "no-cgroup"))
+    configs = [("judge, 1 worker, isolated", 1, True),
+               (f"judge, {args.workers} workers, no isolation (isolate=False)", args.workers, False),
+               (f"judge, {args.workers} workers, isolated (default)", args.workers, True)]
     for name, workers, isolate in configs:
-        os.environ["SKY_JUDGE_MEMORY_CGROUP"] = "0" if isolate == "no-cgroup" else "1"
-        isolate = None if isolate == "no-cgroup" else isolate
         t0 = time.perf_counter()
         verdicts = check_code_batch(items, workers=workers, timeout_s=args.timeout, isolate=isolate, progress=True)
         rows.append((name, sum(len(v.outcomes) for v in verdicts), time.perf_counter() - t0,
                      [v.passed for v in verdicts]))
 
     base = rows[0][1] / rows[0][2]
-    os.environ.pop("SKY_JUDGE_MEMORY_CGROUP")
     print(f"\n{'configuration':<58} {'tests':>6} {'seconds':>8} {'tests/s':>8} {'vs naive':>9}  verdicts")
     for name, tests, secs, verdicts in rows:
         agree = "agree" if verdicts == ref else f"{sum(a != b for a, b in zip(verdicts, ref))} DIFFER"

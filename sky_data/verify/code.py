@@ -1,4 +1,4 @@
-"""The code judge: run a candidate program against its tests in a subprocess and say whether EVERY test passed.
+"""The code judge: run a candidate program against its tests in a sandbox and say whether EVERY test passed.
 
 The original Sky-T1 APPS/TACO checker reduced per-test results with a truthiness test, so compile errors,
 runtime errors and timeouts (codes -1/-2/-3) counted as passes. Here a program passes only when it has at
@@ -14,22 +14,28 @@ Test formats (`check_code(code, tests)`):
   pickle -> JSON string: pass them through `decode_lcb_private_tests` first.
 
 Output comparison, like competitive judges: trailing whitespace on each line and trailing blank lines are
-ignored; then the outputs are compared token by token (split on whitespace); two tokens that both parse as
-floats are equal within 1e-6 absolute or relative. `reason` names the first differing line and token.
+ignored; then the outputs are compared token by token (split on whitespace). Two integer tokens are equal
+only when their values are (`1000000006` is not `1000000007`, at any length); where either token is written
+as a float, they are equal within 1e-6 absolute or relative; a non-finite value (`inf`, `1e999`, `nan`)
+equals nothing but the same token. Call-based results follow the same rules on JSON values. `reason` names
+the first differing token.
 
 Conventions: `open(0)` / `sys.stdin.buffer` work; a stdin program runs as `__main__`; `exit(0)` after correct
 output passes; correct output followed by a non-zero exit is a runtime_error; a syntax error is a
-compile_error (checked with `compile()` in the parent, which executes nothing). A MemoryError raised under
-RLIMIT_AS is reported as "memory"; a process killed without a Python traceback (e.g. SIGKILL) is a
-runtime_error. A CPU-limit kill (SIGXCPU) or a wall-clock overrun is a timeout.
+compile_error (compiled inside the sandbox: `compile()` itself can be made to exhaust memory). A MemoryError
+raised under RLIMIT_AS, or a kill by the run's memory cgroup, is "memory"; a process killed without a Python
+traceback (e.g. SIGKILL) is a runtime_error. Overrunning the time limit (CPU time of all the run's processes,
+see `sandbox`) is a timeout. A self-checking program (`check_program`) passes only when its checks ran to
+the end: an early `exit(0)` or `os._exit(0)` fails.
 
-Sandbox (`sandbox.py`): each test runs in its own `python -I` subprocess and session, in a fresh folder,
-with a scrubbed environment, under rlimits (CPU timeout+1 s, address space `memory_mb`, file size 16 MB,
-64 processes, no core files), with its whole process group SIGKILLed afterwards and output capped. On Linux it
-also runs in its own pid, mount, network, IPC and UTS namespaces, as an unprivileged uid, with every host
-mount read-only and private tmpfs for /tmp: fork bombs stop at the process limit, setsid() does not escape,
-sockets reach nothing, files outside the sandbox cannot be written. `sandbox.isolation()` says whether this
-machine allows it.
+The judge never raises for anything a program does: a result over the output cap, a malformed or forged
+record, an integer of 5000 digits or a list nested 10^5 deep is a failed test with its reason. Only malformed
+tests (ValueError) and an unusable sandbox (`SandboxUnavailable`) raise.
+
+Sandbox (`sandbox.py`): each test runs in a process forked from a warm interpreter, in its own pid, mount,
+IPC and network namespaces, as a fresh unprivileged uid, with a root filesystem that holds only the
+interpreter, its libraries and a few packages, under rlimits and (as root) cgroups for memory and CPU. See
+that module for what is contained and how.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import json
 import math
 import os
 import pickle
+import re
 import signal
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -46,9 +53,8 @@ from dataclasses import dataclass, field
 
 from sky_data.verify.sandbox import SandboxRun, run_sandboxed
 
-STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory", "compile_error")
+STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory", "compile_error", "judge_error")
 FLOAT_TOL = 1e-6
-RESULT_MARK = "\x00__sky_result__\x00"
 
 # Imports the common harnesses put in front of call-based solutions (LeetCode-style code assumes them).
 CALL_PRELUDE = (
@@ -56,33 +62,6 @@ CALL_PRELUDE = (
     "from collections import *\nfrom functools import *\nfrom itertools import *\nfrom heapq import *\n"
     "from bisect import *\nfrom math import *\n"
 )
-
-# The child for call-based tests: exec the solution, call the function on JSON args from stdin, print result.
-CALL_DRIVER = r"""
-import json, sys
-src = open("solution.py", encoding="utf-8").read()
-ns = {"__name__": "__solution__"}
-exec(compile(src, "solution.py", "exec"), ns)
-name = sys.argv[1]
-if "Solution" in ns and hasattr(ns["Solution"], name):
-    fn = getattr(ns["Solution"](), name)
-elif name in ns:
-    fn = ns[name]
-else:
-    raise NameError(f"no function or Solution method named {name!r}")
-args = json.loads(sys.stdin.read())
-out = fn(*args)
-def plain(x):
-    if isinstance(x, (list, tuple)):
-        return [plain(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (set, frozenset)):
-        return sorted((plain(v) for v in x), key=repr)
-    return x
-sys.stdout.flush()
-sys.stdout.write(MARK + json.dumps(plain(out), default=repr) + "\n")
-"""
 
 
 @dataclass
@@ -149,15 +128,35 @@ def _normalise_tests(tests: dict | list | str) -> list[_Case]:
 
 # ---------------------------------------------------------------- comparison
 
+_INT = re.compile(r"[+-]?\d+")
 
-def _float_equal(a: str, b: str) -> bool:
-    try:
+
+def _int_key(token: str) -> tuple[bool, str]:
+    """An integer token's value as (negative, digits), exact at any length (int() stops at 4300 digits)."""
+    digits = token.lstrip("+-").lstrip("0") or "0"
+    return token.startswith("-") and digits != "0", digits
+
+
+def _numbers_equal(x: float, y: float) -> bool:
+    """Floats within FLOAT_TOL, absolute or relative. A non-finite number equals nothing but itself (nan not
+    even that): `abs(inf - 7) <= 1e-6 * inf` is true, and would make `inf` match any answer."""
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return x == y
+    return abs(x - y) <= FLOAT_TOL or abs(x - y) <= FLOAT_TOL * max(abs(x), abs(y))
+
+
+def _tokens_equal(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if _INT.fullmatch(a) and _INT.fullmatch(b):  # integers are exact: 1000000006 is not 1000000007
+        return _int_key(a) == _int_key(b)
+    try:  # the tolerance applies where either side is written as a float
         x, y = float(a), float(b)
     except ValueError:
         return False
-    if math.isnan(x) or math.isnan(y):
-        return False
-    return abs(x - y) <= FLOAT_TOL or abs(x - y) <= FLOAT_TOL * max(abs(x), abs(y))
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return False  # the strings differ; "inf" only ever equals "inf" (and 1e999 overflows to inf)
+    return _numbers_equal(x, y)
 
 
 def compare_output(got: str, expected: str) -> str | None:
@@ -168,7 +167,7 @@ def compare_output(got: str, expected: str) -> str | None:
         return None
     gt, et = " ".join(g).split(), " ".join(e).split()
     for k, (a, b) in enumerate(zip(gt, et)):
-        if a != b and not _float_equal(a, b):
+        if not _tokens_equal(a, b):
             return f"token {k}: got {a[:40]!r}, expected {b[:40]!r}"
     if len(gt) != len(et):
         return f"got {len(gt)} tokens, expected {len(et)}"
@@ -176,15 +175,38 @@ def compare_output(got: str, expected: str) -> str | None:
 
 
 def _values_equal(got: object, exp: object) -> bool:
-    if isinstance(got, bool) or isinstance(exp, bool):
-        return got == exp
-    if isinstance(got, (int, float)) and isinstance(exp, (int, float)):
-        return got == exp or _float_equal(str(got), str(exp))
-    if isinstance(got, list) and isinstance(exp, list):
-        return len(got) == len(exp) and all(_values_equal(a, b) for a, b in zip(got, exp))
-    if isinstance(got, dict) and isinstance(exp, dict):
-        return got.keys() == exp.keys() and all(_values_equal(got[k], exp[k]) for k in got)
-    return got == exp
+    """JSON values: ints exact, floats within the tolerance, lists in order, dicts by key. Iterative, so a
+    deeply nested result cannot exhaust the judge's stack."""
+    stack = [(got, exp)]
+    while stack:
+        g, e = stack.pop()
+        if isinstance(g, bool) or isinstance(e, bool):
+            same = g == e
+        elif isinstance(g, int) and isinstance(e, int):
+            same = g == e
+        elif isinstance(g, (int, float)) and isinstance(e, (int, float)):
+            try:
+                same = _numbers_equal(float(g), float(e))
+            except OverflowError:  # an int too large for a float, against a float: not within any tolerance
+                same = False
+        elif isinstance(g, list) and isinstance(e, list):
+            same = len(g) == len(e)
+            stack.extend(zip(g, e))
+        elif isinstance(g, dict) and isinstance(e, dict):
+            same = g.keys() == e.keys()
+            stack.extend((g[k], e[k]) for k in g if k in e)
+        else:
+            same = type(g) is type(e) and g == e
+        if not same:
+            return False
+    return True
+
+
+def _short(x: object) -> str:
+    try:
+        return json.dumps(x)[:80]
+    except (ValueError, RecursionError, TypeError):
+        return repr(type(x))
 
 
 def compare_value(got: object, expected: object) -> str | None:
@@ -193,20 +215,25 @@ def compare_value(got: object, expected: object) -> str | None:
         return None
     if isinstance(expected, list) and len(expected) == 1 and _values_equal(got, expected[0]):
         return None
-    return f"got {json.dumps(got, default=repr)[:80]}, expected {json.dumps(expected, default=repr)[:80]}"
+    return f"got {_short(got)}, expected {_short(expected)}"
 
 
 # ---------------------------------------------------------------- judging
 
 
 def _failure(run: SandboxRun, timeout_s: float) -> TestOutcome | None:
-    """The outcome of a run that did not exit cleanly, or None when it exited 0."""
-    if run.returncode is None or run.returncode == -signal.SIGXCPU:
-        return TestOutcome("timeout", f"exceeded {timeout_s} s", run.time_s)
+    """The outcome of a run that did not end cleanly, or None when it exited 0."""
+    if run.error:
+        return TestOutcome("judge_error", run.error[:200], run.time_s)
+    if run.record and "compile_error" in run.record:
+        return TestOutcome("compile_error", str(run.record["compile_error"])[:200], run.time_s)
+    if run.limit or run.returncode == -signal.SIGXCPU:
+        how = "CPU time" if run.limit == "cpu" or run.returncode == -signal.SIGXCPU else "wall clock"
+        return TestOutcome("timeout", f"exceeded {timeout_s} s ({how})", run.time_s)
     if run.returncode == 0:
         return None
     last = next((line for line in reversed(run.stderr.strip().split("\n")) if line.strip()), "")
-    if "MemoryError" in last:
+    if last.startswith("MemoryError"):
         return TestOutcome("memory", "MemoryError", run.time_s)
     if run.oom_killed:
         return TestOutcome("memory", "out of memory: its processes together passed the sandbox's limit", run.time_s)
@@ -215,30 +242,36 @@ def _failure(run: SandboxRun, timeout_s: float) -> TestOutcome | None:
     return TestOutcome("runtime_error", last[:200] or f"exit code {run.returncode}", run.time_s)
 
 
-def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int, isolate: bool | None) -> TestOutcome:
+def _run_case(code: str, case: _Case, timeout_s: float, memory_mb: int, isolate: bool) -> TestOutcome:
     if case.fn_name is None:
         run = run_sandboxed({"main.py": code}, ["main.py"], str(case.input), timeout_s, memory_mb, isolate)
         if (bad := _failure(run, timeout_s)) is not None:
             return bad
         why = compare_output(run.stdout, str(case.output))
         return TestOutcome("wrong_answer" if why else "passed", why or "", run.time_s)
-    files = {"solution.py": CALL_PRELUDE + code, "driver.py": CALL_DRIVER.replace("MARK", repr(RESULT_MARK), 1)}
-    run = run_sandboxed(files, ["driver.py", case.fn_name], json.dumps(case.input), timeout_s, memory_mb, isolate)
+    run = run_sandboxed({"solution.py": CALL_PRELUDE + code}, ["solution.py"], json.dumps(case.input), timeout_s,
+                        memory_mb, isolate, mode="call", fn_name=case.fn_name)
     if (bad := _failure(run, timeout_s)) is not None:
         return bad
-    if RESULT_MARK not in run.stdout:
-        return TestOutcome("runtime_error", "no result returned", run.time_s)
-    got = json.loads(run.stdout.rsplit(RESULT_MARK, 1)[1])
-    why = compare_value(got, case.output)
+    if run.record is None or "result" not in run.record:
+        return TestOutcome("runtime_error", run.record_error or "no result returned", run.time_s)
+    why = compare_value(run.record["result"], case.output)
     return TestOutcome("wrong_answer" if why else "passed", why or "", run.time_s)
+
+
+def _judge_error(e: Exception) -> TestOutcome:
+    """A failure of the judge itself (never of the program): the test fails with the reason, and the rest
+    of a batch goes on."""
+    return TestOutcome("judge_error", f"{type(e).__name__}: {e}"[:200])
 
 
 # ---------------------------------------------------------------- public API
 
 
 def _prepare(code: str, tests: dict | list | str, starter_code: str = "",
-             fn_name: str | None = None) -> tuple[str, list[_Case], Verdict | None]:
-    """The code to run, its cases, and a compile-error verdict when the code does not compile."""
+             fn_name: str | None = None) -> tuple[str, list[_Case]]:
+    """The code to run and its cases. Nothing is compiled here: a hostile source can make `compile()` run
+    out of memory or recurse, so it is compiled inside the sandbox, which reports a compile error."""
     cases = _normalise_tests(tests)
     for c in cases:
         c.fn_name = c.fn_name or (fn_name if isinstance(c.input, list) else None)
@@ -246,11 +279,7 @@ def _prepare(code: str, tests: dict | list | str, starter_code: str = "",
             c.fn_name = _guess_fn_name(starter_code or code)
     if any(c.fn_name for c in cases) and starter_code and f"def {cases[0].fn_name}" not in code:
         code = starter_code + "\n" + code
-    try:
-        compile(code if not any(c.fn_name for c in cases) else CALL_PRELUDE + code, "<candidate>", "exec")
-    except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
-        return code, cases, Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
-    return code, cases, None
+    return code, cases
 
 
 def _verdict(outcomes: list[TestOutcome | None], stop_on_failure: bool) -> Verdict:
@@ -268,17 +297,17 @@ def _verdict(outcomes: list[TestOutcome | None], stop_on_failure: bool) -> Verdi
 
 def check_code(code: str, tests: dict | list | str, timeout_s: float = 6.0, memory_mb: int = 1024,
                starter_code: str = "", stop_on_failure: bool = True, fn_name: str | None = None,
-               isolate: bool | None = None) -> Verdict:
+               isolate: bool = True) -> Verdict:
     """Judge `code` on `tests` (APPS/TACO input_output or LiveCodeBench cases). Passed only if every test passes.
 
     `starter_code` is prepended for call-based tests when the code does not define the function itself;
     `fn_name` names the function for LCB functional tests (LCB keeps it in the starter code's metadata).
     `stop_on_failure` skips the remaining tests after the first failure (the verdict is already False).
-    `isolate`: None isolates in namespaces where possible, True requires it, False never (see `sandbox`).
+    `timeout_s` is CPU time per test where the sandbox counts it (see `sandbox`). `isolate=False` judges
+    WITHOUT the sandbox (trusted code only); the default raises `SandboxUnavailable` where it cannot isolate.
+    Malformed tests raise ValueError; nothing the program does raises.
     """
-    code, cases, bad = _prepare(code, tests, starter_code, fn_name)
-    if bad is not None:
-        return bad
+    code, cases = _prepare(code, tests, starter_code, fn_name)
     outcomes: list[TestOutcome | None] = []
     for c in cases:
         outcomes.append(_run_case(code, c, timeout_s, memory_mb, isolate))
@@ -295,16 +324,17 @@ def _guess_fn_name(src: str) -> str | None:
 
 
 def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | None = None, timeout_s: float = 6.0,
-                     memory_mb: int = 1024, stop_on_failure: bool = True, isolate: bool | None = None,
+                     memory_mb: int = 1024, stop_on_failure: bool = True, isolate: bool = True,
                      starter_codes: list[str] | None = None, fn_names: list[str | None] | None = None,
                      progress: bool = False) -> list[Verdict]:
-    """`check_code` over many (code, tests) pairs; verdicts in input order.
+    """`check_code` over many (code, tests) pairs; one verdict per pair, in input order, whatever the programs do.
 
     Every test of every pair is one job, and `workers` jobs run at once (default: the CPU count), so a few
     problems with many tests use all cores as well as many problems do. Jobs are started pair by pair, and
     with `stop_on_failure` the remaining tests of a pair that has failed are skipped. Threads suffice: each
-    waits on a subprocess. Peak memory is about `workers * memory_mb`. Malformed tests raise a ValueError
-    naming the item before anything runs.
+    waits on a sandboxed process. Peak memory is about `workers * memory_mb`. Malformed tests raise a
+    ValueError naming the item before anything runs; a failure of the judge on one test (not the program's
+    doing) is that test's "judge_error" outcome, and the batch goes on.
     """
     from tqdm.auto import tqdm
 
@@ -313,35 +343,46 @@ def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | 
         try:
             starter = starter_codes[i] if starter_codes else ""
             prepared.append(_prepare(code, tests, starter, fn_names[i] if fn_names else None))
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise ValueError(f"check_code_batch: item {i}: malformed tests: {e}") from e
-    outcomes: list[list[TestOutcome | None]] = [[None] * len(cases) for _, cases, _ in prepared]
-    failed = [bad is not None for _, _, bad in prepared]
-    jobs = [(i, k) for i, (_, cases, bad) in enumerate(prepared) if bad is None for k in range(len(cases))]
+    if isolate:
+        from sky_data.verify.sandbox import SandboxUnavailable, isolation
+
+        if (why := isolation()) is not None:  # before any job: not a per-test failure
+            raise SandboxUnavailable(f"isolated sandbox unavailable: {why} (pass isolate=False to judge without a "
+                                     "sandbox, only for code you trust)")
+    outcomes: list[list[TestOutcome | None]] = [[None] * len(cases) for _, cases in prepared]
+    failed = [False] * len(prepared)
+    jobs = [(i, k) for i, (_, cases) in enumerate(prepared) for k in range(len(cases))]
     bar = tqdm(total=len(jobs), desc="judging", unit="test", disable=not progress)
 
     def job(ik: tuple[int, int]) -> None:
         i, k = ik
         if not (stop_on_failure and failed[i]):
-            code, cases, _ = prepared[i]
-            o = outcomes[i][k] = _run_case(code, cases[k], timeout_s, memory_mb, isolate)
+            code, cases = prepared[i]
+            try:
+                o = _run_case(code, cases[k], timeout_s, memory_mb, isolate)
+            except Exception as e:  # noqa: BLE001  (one test's judge failure must not lose the batch)
+                o = _judge_error(e)
+            outcomes[i][k] = o
             failed[i] = failed[i] or o.status != "passed"
         bar.update()
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(job, jobs))
     bar.close()
-    return [bad if bad is not None else _verdict(outcomes[i], stop_on_failure)
-            for i, (_, _, bad) in enumerate(prepared)]
+    return [_verdict(outcomes[i], stop_on_failure) for i in range(len(prepared))]
 
 
-def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, isolate: bool | None = None) -> Verdict:
+def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, isolate: bool = True) -> Verdict:
     """A self-checking program (e.g. HumanEval: prompt + solution + test + `check(entry_point)`) passes when it
-    exits 0 with empty input; its stdout is ignored."""
-    try:
-        compile(program, "<candidate>", "exec")
-    except (SyntaxError, ValueError) as e:
-        return Verdict(False, [TestOutcome("compile_error", f"{type(e).__name__}: {e}"[:200])])
-    run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb, isolate)
-    bad = _failure(run, timeout_s)
-    return Verdict(bad is None, [bad or TestOutcome("passed", "", run.time_s)])
+    runs to its end, with empty input, and exits 0; its stdout is ignored. Leaving early does not pass, however
+    it is done: `exit(0)`, `raise SystemExit(0)`, `os._exit(0)`, an atexit handler, a signal. (The checks
+    themselves run inside the program: an object whose `__eq__` is always true still fools an
+    `assert candidate(x) == y`; use call-based tests, whose results cross a JSON boundary, where it matters.)"""
+    run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb, isolate, mode="program")
+    if (bad := _failure(run, timeout_s)) is not None:
+        return Verdict(False, [bad])
+    if not (run.record and run.record.get("completed") is True):
+        return Verdict(False, [TestOutcome("runtime_error", "exited before its checks ran to the end", run.time_s)])
+    return Verdict(True, [TestOutcome("passed", "", run.time_s)])

@@ -1,25 +1,32 @@
-"""Run an untrusted Python program once: in its own session, under rlimits, isolated where the OS allows.
+"""Run an untrusted Python program once, jailed: `run_sandboxed(files, argv, stdin, timeout_s, memory_mb)`.
 
-`run_sandboxed(files, argv, stdin, timeout_s, memory_mb)` writes `files` into a fresh temporary folder, runs
-`python -I *argv` there through `_launcher.py` with stdin/stdout/stderr on pipes, kills everything it started
-when it ends or overruns the wall clock, removes the folder and returns a `SandboxRun`.
+The program runs in a warm interpreter forked per run by a fork server (`_launcher.py`, the "zygote"), which
+saves the ~30 ms of a Python start-up per test. Each run gets:
+- its own pid, mount and IPC namespaces, a random unprivileged uid (as root), no capabilities, no new
+  privileges; everything it starts dies with it, `setsid()` escapees included;
+- a root filesystem holding only the interpreter, its standard library and shared libraries, the packages
+  in `PACKAGES` (numpy, sortedcontainers, where installed), `/dev/null` and friends, its own `/proc`, and a
+  fresh size-bounded tmpfs on `/tmp` with its files in `/tmp/sandbox`. Every mount is read-only but /tmp
+  and /proc. Benchmark files, the judge's checkout, host sockets and home folders are not there at all;
+- no network (a namespace whose loopback is down);
+- rlimits: CPU seconds, address space (`memory_mb` per process), 16 MB files, 64 processes, no core files;
+- as root, the cgroups of its zygote's slot: memory for all of the run's processes together
+  (`group_memory_bytes`; an OOM kill is reported), and at most one CPU (`cpu` quota), so that no run can
+  starve the runs judged beside it;
+- a scrubbed environment (PATH, LANG, PYTHONHASHSEED=0, HOME), and output capped at `OUTPUT_CAP` per stream.
 
-Always: a new session whose process group is SIGKILLed afterwards; rlimits on CPU seconds, address space,
-file size, core files and processes; a scrubbed environment (PATH, LANG, PYTHONHASHSEED, HOME); output
-capped at `OUTPUT_CAP` bytes per stream.
+Time: with the CPU cgroup (root), `timeout_s` counts the CPU time of all of the run's processes together,
+and a run may take up to `WALL_FACTOR * timeout_s + 1` seconds of wall-clock time (a program that sleeps).
+Without it (not root), `timeout_s` is wall-clock time, and RLIMIT_CPU bounds each process.
 
-Isolated (Linux with namespaces: as root, or with unprivileged user namespaces; `isolation()` says which):
-a new pid, mount, network, IPC and UTS namespace per run; every host mount read-only; private size-bounded
-tmpfs for /tmp, /var/tmp and /dev/shm; no network at all; a /proc showing only the sandbox; no capabilities;
-as root, a random unprivileged uid so that the process limit applies. A program that escapes the process
-group with setsid() still dies with the namespace. See `_launcher.py` for the construction.
+Records: the judge's drivers (in `_launcher.py`) report compile errors, call results and "the check ran to
+its end" on a pipe of their own, tagged with a per-run nonce; `SandboxRun.record` is that record, and a
+program's own output can never be taken for it.
 
-Memory: RLIMIT_AS per process; as root, also a memory cgroup per run for all its processes together
-(`group_memory_bytes`; `SandboxRun.oom_killed` says when the kernel enforced it), and oom_score_adj 1000 so
-the host's OOM killer takes sandboxed processes before anything else.
-
-`isolate=None` (the default) isolates when `isolation()` finds it works and otherwise falls back to the
-session + rlimits sandbox with one warning; `isolate=True` raises `SandboxUnavailable` instead of falling back.
+`isolate=True` (the default) raises `SandboxUnavailable` where namespaces cannot be made (`isolation()`
+says why). `isolate=False` is the named opt-in to judging WITHOUT a sandbox (rlimits and a new session
+only: the program can read and write whatever the judge can), for trusted code or machines without
+namespaces; it warns once.
 """
 
 from __future__ import annotations
@@ -30,25 +37,31 @@ import json
 import math
 import os
 import random
+import secrets
 import select
 import shutil
 import signal
-import site
+import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sky_data.verify import cgroups
+from sky_data.verify.cgroups import TMPFS_MB, group_memory_bytes
+from sky_data.verify.rootfs import PACKAGES, root_plan, tmp_plan  # noqa: F401  (PACKAGES: re-exported)
 
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_launcher.py")
-OUTPUT_CAP = 4 * 1024 * 1024  # bytes of stdout/stderr kept per run; the rest is drained and dropped
+OUTPUT_CAP = 4 * 1024 * 1024  # bytes kept per stream (stdout, stderr, records); the rest is drained and dropped
 FILE_CAP = 16 * 1024 * 1024  # RLIMIT_FSIZE: the largest file a program may write
-NPROC = 64  # RLIMIT_NPROC: processes and threads of the sandbox uid
-TMPFS_MB = 64  # the private /tmp, which holds the program's working folder
+NPROC = 64  # RLIMIT_NPROC: processes and threads of the run's uid
+WALL_FACTOR = 3.0  # with CPU-time limits: the wall-clock limit is WALL_FACTOR * timeout_s + 1 s
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+ZYGOTE_MEMORY_MB = 64  # headroom in a slot's memory cgroup for the zygote itself
+MODES = ("script", "program", "call")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -57,244 +70,429 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass
 class SandboxRun:
-    returncode: int | None  # None when killed for the wall-clock timeout
+    returncode: int | None  # None when killed for its time limit; -N: killed by signal N
     stdout: str
     stderr: str
-    time_s: float
+    time_s: float  # wall clock
     isolated: bool
-    oom_killed: bool = False  # the kernel killed a process for the memory cgroup's limit (all processes together)
+    oom_killed: bool = False  # the kernel killed a process for the slot's memory limit (all processes together)
+    cpu_s: float | None = None  # CPU time of all of the run's processes, where a cgroup counts it
+    limit: str = ""  # which limit killed it: "cpu" or "wall"; "" when it ended by itself
+    record: dict | None = None  # the driver's record (see `_launcher.py`), None when it wrote none
+    record_error: str = ""  # why a record that was written could not be read
+    error: str = ""  # the sandbox itself failed (not the program): why
+    notes: list[str] = field(default_factory=list)
 
 
-@functools.cache
-def _exposed_paths() -> list[str]:
-    """The interpreter's folders, which the sandbox uid must be able to read (the stdlib, site-packages)."""
-    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))
-    paths.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
-    real = sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
-    return [p for p in real if not any(p.startswith(q + os.sep) for q in real if q != p)]  # outermost only
+# ---------------------------------------------------------------- the fork server
 
 
-@functools.cache
-def _site_paths() -> list[str]:
-    return sorted(p for p in {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} if os.path.isdir(p))
+class _ZygoteDied(RuntimeError):
+    pass
 
 
-def _launcher_argv(argv: list[str], timeout_s: float, memory_mb: int, isolate: bool, userns: bool = False,
-                   cgroup: str | None = None) -> list[str]:
-    root = os.geteuid() == 0 and not userns
-    cfg = {
-        "isolate": isolate,
-        "userns": userns,
-        "cpu": math.ceil(timeout_s) + 1,
-        "mem": memory_mb * 1024 * 1024,
-        "fsize": FILE_CAP,
-        "nproc": NPROC,
-        "tmpfs_mb": TMPFS_MB,
-        # A fresh unprivileged uid per run: owns nothing, shares its process count with nobody.
-        "uid": random.SystemRandom().randrange(1 << 20, (1 << 31) - 1) if isolate and root else None,
-        "expose": _exposed_paths() if isolate and root else [],
-        "cgroup": cgroup,
-    }
-    return [sys.executable, "-I", "-S", LAUNCHER, json.dumps(cfg), *argv]
+class _Zygote:
+    """One warm interpreter serving runs one at a time (see `_launcher.serve`), with its cgroup slot."""
 
-
-def _drain(stream, sink: list[bytes]) -> None:
-    kept = 0
-    while chunk := stream.read(65536):
-        if kept < OUTPUT_CAP:
-            sink.append(chunk[: OUTPUT_CAP - kept])
-            kept += len(sink[-1])
-    stream.close()
-
-
-def _feed(stream, data: bytes) -> None:
-    try:
-        stream.write(data)
-    except (BrokenPipeError, OSError):
-        pass
-    try:
-        stream.close()
-    except OSError:
-        pass
-
-
-def _decode(parts: list[bytes]) -> str:
-    return b"".join(parts).decode("utf-8", errors="replace")
-
-
-# ---------------------------------------------------------------- memory cgroup (root, best effort)
-# RLIMIT_AS bounds each process, not their sum: 64 forks of 1 GB each would still be 64 GB. As root, each run
-# also gets a memory cgroup of its own, capped at group_memory_bytes(memory_mb), which the launcher joins first.
-# Joining costs an RCU grace period, which concurrent runs serialise on (~20% of throughput with 2 workers);
-# SKY_JUDGE_MEMORY_CGROUP=0 turns it off where the programs are trusted not to fork-and-allocate.
-
-
-def group_memory_bytes(memory_mb: int) -> int:
-    """Bytes for all of a run's processes and its tmpfs together: the program's limit twice, plus the tmpfs."""
-    return (2 * memory_mb + TMPFS_MB + 32 + 64) * 1024 * 1024
-
-
-@functools.cache
-def _memory_cgroup_base() -> tuple[str, str] | None:
-    """The folder under which this process may make memory cgroups, and the cgroup version; None if none."""
-    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    candidates = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            candidates.append((f"/sys/fs/cgroup/memory{path}", "v1"))
-        if controllers == "":
-            candidates.append((f"/sys/fs/cgroup{path}", "v2"))
-    for base, version in candidates:
-        limit = "memory.limit_in_bytes" if version == "v1" else "memory.max"
-        probe = os.path.join(base, f"sky_judge_probe_{os.getpid()}")
+    def __init__(self, userns: bool) -> None:
+        ops, sys_path = root_plan()
+        self.userns = userns
+        self.root_route = os.geteuid() == 0 and not userns
+        self.sys_path = sys_path
+        zcfg = {"plan": ops, "tmp_plan": tmp_plan(ops), "userns": userns, "tmpfs_mb": TMPFS_MB}
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.slot = cgroups.Slot() if self.root_route and cgroups.bases() else None
         try:
-            os.mkdir(probe)
-        except OSError:
-            continue
-        ok = os.path.exists(os.path.join(probe, limit))
-        os.rmdir(probe)
-        if ok:
-            return base, version
-    return None
+            self.proc = subprocess.Popen(
+                [sys.executable, "-s", "-S", LAUNCHER, "serve", json.dumps(zcfg), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=dict(ENV), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True, cwd="/",
+            )
+        finally:
+            theirs.close()
+        try:
+            if self.slot is not None:
+                self.slot.join(self.proc.pid)
+            self.sock.settimeout(60.0)
+            hello = self.sock.recv(4096)
+        except (OSError, TimeoutError) as e:
+            self.close()
+            raise SandboxUnavailable(f"the sandbox's fork server did not start: {e}") from None
+        if hello != b"ready":
+            err = self.proc.stderr.read(4000).decode(errors="replace").strip().splitlines()[-1:] if not hello else []
+            self.close()
+            why = hello.decode(errors="replace") or (err[0] if err else "exited at start-up")
+            raise SandboxUnavailable(f"the sandbox's fork server did not start: {why}")
+        self.proc.stderr.close()
+        self.sock.settimeout(None)
 
+    def start(self, fds: list[int]) -> int:
+        """Hand the run's six fds to the zygote; returns a pidfd of the run's launcher."""
+        try:
+            socket.send_fds(self.sock, [b"run"], fds)
+            msg, got, _, _ = socket.recv_fds(self.sock, 16, 1)
+        except OSError as e:
+            raise _ZygoteDied(str(e)) from None
+        if msg != b"ok" or len(got) != 1:
+            for fd in got:
+                os.close(fd)
+            raise _ZygoteDied(f"the fork server answered {msg!r}")
+        return got[0]
 
-def _make_cgroup(limit_bytes: int) -> str | None:
-    base = _memory_cgroup_base()
-    if base is None or os.environ.get("SKY_JUDGE_MEMORY_CGROUP", "1") == "0":
-        return None
-    path = os.path.join(base[0], f"sky_judge_{os.urandom(6).hex()}")
-    try:
-        os.mkdir(path)
-        with open(os.path.join(path, "memory.limit_in_bytes" if base[1] == "v1" else "memory.max"), "w") as f:
-            f.write(str(limit_bytes))
-        if base[1] == "v1":  # no swapping around the limit, where the kernel offers the knob
-            with contextlib.suppress(OSError), open(os.path.join(path, "memory.swappiness"), "w") as f:
-                f.write("0")
-    except OSError:
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
         with contextlib.suppress(OSError):
-            os.rmdir(path)
-        return None
-    return path
+            self.sock.close()
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stderr and not self.proc.stderr.closed:
+            self.proc.stderr.close()
+        if self.slot is not None:
+            self.slot.remove()
 
 
-def _remove_cgroup(path: str) -> bool:
-    """Remove the run's cgroup once its processes are gone; True when the kernel OOM-killed one of them."""
-    events = "memory.oom_control" if _memory_cgroup_base()[1] == "v1" else "memory.events"
-    oom = False
-    with contextlib.suppress(OSError), open(os.path.join(path, events)) as f:
-        oom = any(line.split()[0] == "oom_kill" and int(line.split()[1]) > 0 for line in f if line.strip())
-    for _ in range(300):  # processes of a killed run exit within milliseconds; wait up to 3 s
+class _Pool:
+    """Zygotes for one route (root or user namespace), started on demand; a thread borrows one per run."""
+
+    def __init__(self, userns: bool) -> None:
+        self.userns = userns
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._idle: list[_Zygote] = []
+        self._all: set[_Zygote] = set()
+
+    @contextlib.contextmanager
+    def borrow(self):
+        with self._lock:
+            z = self._idle.pop() if self._idle else None
+        if z is None:
+            z = _Zygote(self.userns)
+            with self._lock:
+                self._all.add(z)
+        ok = False
         try:
-            os.rmdir(path)
-            break
-        except OSError:
-            time.sleep(0.01)
-    return oom
+            yield z
+            ok = True
+        finally:
+            if ok and z.alive():
+                with self._lock:
+                    self._idle.append(z)
+            else:
+                with self._lock:
+                    self._all.discard(z)
+                z.close()
+
+    def close(self) -> None:
+        if os.getpid() != self.pid:  # a forked child must not kill its parent's zygotes
+            return
+        with self._lock:
+            zs, self._all, self._idle = list(self._all), set(), []
+        for z in zs:
+            z.close()
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float) -> int | None:
-    """The exit status, or None after `timeout_s`. Popen.wait(timeout) polls with sleeps of up to 50 ms, a
-    large share of a 40 ms run; a pidfd (Linux >= 5.3) wakes exactly when the process ends."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-    try:
-        poller = select.poll()
+_POOLS: dict[bool, _Pool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(userns: bool) -> _Pool:
+    with _POOLS_LOCK:
+        p = _POOLS.get(userns)
+        if p is None or p.pid != os.getpid():
+            p = _POOLS[userns] = _Pool(userns)
+            import atexit
+
+            atexit.register(p.close)
+        return p
+
+
+# ---------------------------------------------------------------- one run
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    return r, w
+
+
+def _communicate(exit_fd: int, feeds: dict[int, bytes], sinks: list[int], timeout_s: float, wall_s: float,
+                 cpu_ns=None, on_exit=None) -> tuple[dict[int, bytes], str, float | None]:
+    """Feed `feeds` and drain `sinks` (each capped at OUTPUT_CAP) until `exit_fd` (a pidfd) says the run's
+    first process ended (then `on_exit()` is called) and the sinks are closed. Past the limits the caller's
+    kill is due: returns early with the limit's name. Returns (bytes per sink, "" | "cpu" | "wall", CPU
+    seconds when counted)."""
+    poller = select.poll()
+    for fd in feeds:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLOUT)
+    for fd in sinks:
+        os.set_blocking(fd, False)
         poller.register(fd, select.POLLIN)
-        if not poller.poll(max(0, int(timeout_s * 1000))):
-            return None
-        return proc.wait()
-    finally:
+    poller.register(exit_fd, select.POLLIN)
+    bufs = {fd: bytearray() for fd in sinks}
+    sent = dict.fromkeys(feeds, 0)
+    open_sinks = set(sinks)
+    start = time.monotonic()
+    cpu0 = cpu_ns() if cpu_ns else 0
+    used = 0.0
+    exited_at = None
+    limit = ""
+    while True:
+        now = time.monotonic()
+        if exited_at is not None:
+            if not open_sinks or now - exited_at > 2.0:  # whatever still holds a pipe is gone with the run
+                break
+            wait = exited_at + 2.0 - now
+        else:
+            if cpu_ns:
+                used = (cpu_ns() - cpu0) / 1e9
+            if cpu_ns and used >= timeout_s:
+                limit = "cpu"
+            elif now - start >= (wall_s if cpu_ns else timeout_s):
+                limit = "wall"
+            if limit:
+                break
+            # CPU time grows at most one second per second under the slot's one-CPU quota, so the next look
+            # at the counter is due when the wall clock has advanced by the CPU budget that is left.
+            wait = min(start + (wall_s if cpu_ns else timeout_s) - now, max(0.005, timeout_s - used))
+        for fd, ev in poller.poll(max(1, int(wait * 1000))):
+            if fd == exit_fd:
+                exited_at = time.monotonic()
+                poller.unregister(exit_fd)
+                if on_exit is not None:
+                    on_exit()
+            elif fd in sent:
+                data = feeds[fd]
+                try:  # POLLERR: the reader is gone, the rest is not wanted
+                    n = len(data) if ev & select.POLLERR else os.write(fd, data[sent[fd] : sent[fd] + 65536])
+                    sent[fd] += n
+                except OSError:
+                    sent[fd] = len(data)
+                if sent[fd] >= len(data):
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del sent[fd]
+            elif fd in open_sinks:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    room = OUTPUT_CAP - len(bufs[fd])
+                    if room > 0:
+                        bufs[fd] += chunk[:room]
+                else:
+                    poller.unregister(fd)
+                    open_sinks.discard(fd)
+    for fd in list(sent) + list(open_sinks):
+        with contextlib.suppress(OSError):
+            poller.unregister(fd)
+    for fd in sent:
         os.close(fd)
+    if cpu_ns:
+        used = (cpu_ns() - cpu0) / 1e9
+    return {fd: bytes(b) for fd, b in bufs.items()}, limit, (used if cpu_ns else None)
+
+
+def _drain_after_kill(exit_fd: int, sinks: list[int], bufs: dict[int, bytes]) -> dict[int, bytes]:
+    """After a kill: wait for the launcher to go and read what is left in the sinks."""
+    more, _, _ = _communicate(exit_fd, {}, [fd for fd in sinks], 3600.0, 3600.0)
+    return {fd: (bufs.get(fd, b"") + more.get(fd, b""))[:OUTPUT_CAP] for fd in sinks}
+
+
+def _parse_record(data: bytes, nonce: str) -> tuple[dict | None, str]:
+    """The driver's record, found by its nonce: `NONCE LENGTH\\n` then LENGTH bytes of JSON."""
+    at = data.find(nonce.encode() + b" ")
+    if at < 0:
+        return None, ""
+    header_end = data.find(b"\n", at)
+    try:
+        length = int(data[at + len(nonce) + 1 : header_end])
+    except ValueError:
+        return None, "malformed record"
+    payload = data[header_end + 1 : header_end + 1 + length]
+    if header_end < 0 or len(payload) < length:
+        return None, f"the result is larger than the {OUTPUT_CAP // (1 << 20)} MB output cap"
+    try:
+        record = json.loads(payload)
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON, or an integer of over 4300 digits
+        return None, f"unreadable result ({type(e).__name__}: {str(e)[:100]})"
+    return (record, "") if isinstance(record, dict) else (None, "malformed record")
+
+
+def _request(files: dict[str, str], argv: list[str], timeout_s: float, memory_mb: int, mode: str,
+             fn_name: str | None, uid: int | None, sys_path: list[str], nonce: str) -> bytes:
+    cfg = {"argv": argv, "mode": mode, "fn_name": fn_name, "uid": uid, "env": ENV, "sys_path": sys_path,
+           "wall": math.ceil(WALL_FACTOR * timeout_s + 1), "cpu": math.ceil(timeout_s) + 1,
+           "mem": memory_mb * 1024 * 1024, "fsize": FILE_CAP, "nproc": NPROC}
+    return json.dumps({"cfg": cfg, "files": files, "nonce": nonce}).encode()
+
+
+def _run_isolated(files, argv, stdin, timeout_s, memory_mb, mode, fn_name, userns: bool) -> SandboxRun:
+    with _pool(userns).borrow() as z:
+        nonce = secrets.token_hex(16)
+        uid = random.SystemRandom().randrange(1 << 20, (1 << 31) - 1) if z.root_route else None
+        request = _request(files, argv, timeout_s, memory_mb, mode, fn_name, uid, z.sys_path, nonce)
+        if z.slot is not None:
+            z.slot.set_memory(group_memory_bytes(memory_mb) + ZYGOTE_MEMORY_MB * 1024 * 1024)
+        ooms = z.slot.oom_kills() if z.slot is not None else 0
+        cpu_ns = z.slot.cpu_ns if z.slot is not None and z.slot.counts_cpu else None
+        pipes = [_pipe() for _ in range(6)]  # request, stdin, stdout, stderr, record, status
+        theirs = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1], pipes[5][1]]
+        ours = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0], pipes[5][0]]
+        start = time.monotonic()
+        try:
+            pidfd = z.start(theirs)
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        sinks = ours[2:]
+        try:
+            wall = WALL_FACTOR * timeout_s + 1.0
+            bufs, limit, cpu_s = _communicate(pidfd, {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}, sinks, timeout_s,
+                                              wall, cpu_ns)
+            if limit:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                bufs = _drain_after_kill(pidfd, sinks, bufs)
+        finally:
+            os.close(pidfd)
+            for fd in sinks:
+                os.close(fd)
+        elapsed = time.monotonic() - start
+        oom = z.slot is not None and z.slot.oom_kills() > ooms
+    out, err, rec, status = (bufs[fd] for fd in sinks)
+    status_text = status.decode(errors="replace")
+    run = SandboxRun(None, _decode(out), _decode(err), elapsed, True, oom, cpu_s, limit)
+    if not limit:
+        if status_text.startswith("status "):
+            run.returncode = os.waitstatus_to_exitcode(int(status_text.split()[1]))
+        elif status_text.startswith("sandbox: "):
+            run.returncode, run.error = 125, status_text
+        else:  # init died without a word: killed from outside (the OOM killer, say)
+            run.returncode = -signal.SIGKILL
+    run.record, run.record_error = _parse_record(rec, nonce)
+    if run.record and "sandbox_error" in run.record:
+        run.error = f"sandbox: {run.record['sandbox_error']}"[:300]
+    return run
+
+
+def _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name) -> SandboxRun:
+    """The opt-in mode without namespaces: `_launcher.py once` in a fresh temp folder, rlimits, a session."""
+    tmp = tempfile.mkdtemp(prefix="sky_judge_")
+    nonce = secrets.token_hex(16)
+    request = _request(files, argv, timeout_s, memory_mb, mode, fn_name, None, root_plan()[1], nonce)
+    pipes = [_pipe() for _ in range(5)]  # request, stdin, stdout, stderr, record
+    theirs = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]]
+    ours = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0]]
+    try:
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-s", "-S", LAUNCHER, "once", str(theirs[0]), str(theirs[4])], cwd=tmp,
+                env={**ENV, "HOME": tmp}, stdin=theirs[1], stdout=theirs[2], stderr=theirs[3],
+                pass_fds=(theirs[0], theirs[4]), start_new_session=True,
+            )
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        exit_fd = os.pidfd_open(proc.pid)
+        sinks = ours[2:]
+        def kill_session() -> None:
+            # The whole session goes, finished or not: children left behind die with it. The launcher is not
+            # reaped yet, so its pid (the group's id) cannot have been reused.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        try:
+            bufs, limit, _ = _communicate(exit_fd, {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}, sinks, timeout_s,
+                                          timeout_s, on_exit=kill_session)
+            if limit:
+                kill_session()
+                bufs = _drain_after_kill(exit_fd, sinks, bufs)
+            proc.wait()
+        finally:
+            os.close(exit_fd)
+            for fd in sinks:
+                os.close(fd)
+        elapsed = time.monotonic() - start
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out, err, rec = (bufs[fd] for fd in sinks)
+    run = SandboxRun(None if limit else proc.returncode, _decode(out), _decode(err), elapsed, False, limit=limit)
+    run.record, run.record_error = _parse_record(rec, nonce)
+    return run
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _run(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, memory_mb: int, isolate: bool,
-         userns: bool = False) -> SandboxRun:
-    tmp = tempfile.mkdtemp(prefix="sky_judge_")
-    cgroup = _make_cgroup(group_memory_bytes(memory_mb))
-    try:
-        for name, text in files.items():
-            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        env = {**ENV, "HOME": tmp, "SKY_SITE": json.dumps(_site_paths())}  # the launcher pops SKY_SITE
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            _launcher_argv(argv, timeout_s, memory_mb, isolate, userns, cgroup), cwd=tmp, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
-        out: list[bytes] = []
-        err: list[bytes] = []
-        threads = [threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")), daemon=True),
-                   threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
-                   threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
-        for t in threads:
-            t.start()
-        if cgroup:  # attaching waits out an RCU grace period (~10-30 ms): done here, while the launcher starts up
-            with contextlib.suppress(OSError), open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write(str(proc.pid))
-        rc = _wait(proc, timeout_s)
-        # Kill the whole group either way: children left behind by a finished program die with it. Isolated,
-        # the launcher's death also takes the sandbox's init (PDEATHSIG), and with it the whole pid namespace.
+         userns: bool = False, mode: str = "script", fn_name: str | None = None) -> SandboxRun:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isolate:
+        return _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name)
+    userns = userns or os.geteuid() != 0
+    for attempt in range(2):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-        elapsed = time.monotonic() - start
-        for t in threads:
-            t.join(timeout=2.0)
-        oom = _remove_cgroup(cgroup) if cgroup else False
-        cgroup = None
-        return SandboxRun(rc, _decode(out), _decode(err), elapsed, isolate, oom)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if cgroup:  # an exception before the run finished
-            _remove_cgroup(cgroup)
+            return _run_isolated(files, argv, stdin, timeout_s, memory_mb, mode, fn_name, userns)
+        except _ZygoteDied:
+            if attempt:
+                raise SandboxUnavailable("the sandbox's fork server died twice in a row") from None
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- public API
 
 
 @functools.cache
 def isolation() -> str | None:
     """Why the isolated sandbox cannot be used here, or None when it works (probed once per process by running
-    a program that must see itself as pid 2 with no network)."""
+    a program that must see itself as pid 2, with no network and no host files)."""
     if not sys.platform.startswith("linux"):
         return f"namespaces need Linux (this is {sys.platform})"
+    if not hasattr(os, "pidfd_open"):
+        return "the sandbox needs os.pidfd_open (Linux >= 5.3, Python >= 3.9)"
     probe = ("import errno, os, socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
              "    net = 'up'\nexcept OSError as e:\n    net = errno.errorcode.get(e.errno, 'up')\n"
-             "print(os.getpid(), net)\n")
-    run = _run({"probe.py": probe}, ["probe.py"], "", 20.0, 1024, isolate=True)
-    if run.returncode == 0 and run.stdout.split() == ["2", "ENETUNREACH"]:
+             "print(os.getpid(), net, os.path.exists('/etc/passwd'))\n")
+    try:
+        run = _run({"probe.py": probe}, ["probe.py"], "", 20.0, 1024, isolate=True)
+    except SandboxUnavailable as e:
+        return str(e)[:300]
+    if run.returncode == 0 and run.stdout.split() == ["2", "ENETUNREACH", "False"]:
         return None
-    last = run.stderr.strip().splitlines()[-1:] or [f"exit code {run.returncode}, output {run.stdout.strip()!r}"]
-    return last[0][:200]
+    last = (run.error or run.stderr).strip().splitlines()[-1:]
+    last = last or [f"exit code {run.returncode}, output {run.stdout.strip()!r}"]
+    return last[0][:300]
 
 
 def run_sandboxed(files: dict[str, str], argv: list[str], stdin: str, timeout_s: float, memory_mb: int,
-                  isolate: bool | None = None) -> SandboxRun:
-    """Write `files` into a fresh temp dir, run `python -I *argv` there under the limits, remove the dir.
-    `argv[0]` names the script (one of `files`); the rest are its arguments."""
-    if isolate is None or isolate:
+                  isolate: bool = True, mode: str = "script", fn_name: str | None = None) -> SandboxRun:
+    """Run `argv[0]` (one of `files`) with arguments `argv[1:]` in a fresh sandbox, feeding it `stdin`.
+
+    `mode`: "script" runs it as `python main.py` would; "program" also records whether it ran to its end
+    without an exception or exit (a self-checking program); "call" executes it as a module, then calls the
+    function or `Solution` method `fn_name` on the JSON list of arguments read from stdin and records the
+    result. `isolate=False` runs it WITHOUT namespaces (see the module's docstring)."""
+    if isolate:
         why = isolation()
-        if why is not None and isolate:
-            raise SandboxUnavailable(f"isolated sandbox unavailable: {why}")
         if why is not None:
-            _warn_once(why)
-        isolate = why is None
-    return _run(files, argv, stdin, timeout_s, memory_mb, isolate)
+            raise SandboxUnavailable(f"isolated sandbox unavailable: {why} (pass isolate=False to judge without a "
+                                     "sandbox, only for code you trust)")
+    else:
+        _warn_unsandboxed()
+    return _run(files, argv, stdin, timeout_s, memory_mb, isolate, mode=mode, fn_name=fn_name)
 
 
 @functools.cache
-def _warn_once(why: str) -> None:
-    warnings.warn(f"code judge: no namespace isolation ({why}); programs run with rlimits and a new session only",
+def _warn_unsandboxed() -> None:
+    warnings.warn("code judge: isolate=False, programs run WITHOUT a sandbox (rlimits and a new session only)",
                   RuntimeWarning, stacklevel=3)

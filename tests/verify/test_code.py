@@ -105,6 +105,162 @@ def test_floats_within_tolerance_are_equal_and_token_difference_fails():
     assert compare_output("abc", "abd") is not None
 
 
+# ---------------------------------------------------------------- comparison under attack
+
+
+@pytest.mark.parametrize("got", ["inf", "1e999", "-Infinity", "Infinity", "nan", "NaN", "+inf", "1" * 400])
+def test_non_finite_output_matches_no_number(got):
+    # abs(inf - 7) <= 1e-6 * inf is true: a non-finite token must not be compared with a tolerance at all.
+    for expected in ("7", "7.5", "0", "1e308"):
+        assert compare_output(got, expected) is not None, (got, expected)
+    assert not check_code(f"print('{got}')", {"inputs": [""], "outputs": ["7"]}).passed
+
+
+def test_a_non_finite_token_equals_only_itself():
+    assert compare_output("inf", "inf") is None
+    assert compare_output("inf", "-inf") is not None and compare_output("nan", "nan") is None  # same token
+    assert compare_output("inf", "1e999") is not None
+
+
+@pytest.mark.parametrize(
+    ("got", "expected"),
+    [("1000000006", "1000000007"), ("1000001", "1000000"), ("999999999999999999", "1000000000000000000"),
+     ("-1000000007", "1000000007"), ("1" * 5000, "1" * 4999 + "2"), ("10000000", "10000001")],
+)
+def test_integers_compare_exactly(got, expected):
+    assert compare_output(got, expected) is not None
+    assert not check_code(f"print({got!r})", {"inputs": [""], "outputs": [expected]}).passed
+
+
+def test_integer_tokens_of_any_length_are_equal_by_value():
+    assert compare_output("1" * 5000, "1" * 5000) is None  # no int() conversion: no 4300-digit ValueError
+    assert compare_output("007", "7") is None and compare_output("-0", "0") is None
+    # either side written as a float: the tolerance applies
+    assert compare_output("7.0000001", "7") is None and compare_output("1000000007", "1000000007.0") is None
+    assert compare_output("0.3333333", "0.333333333") is None
+
+
+@pytest.mark.parametrize(
+    "returned",
+    ["float('inf')", "float('-inf')", "float('nan')", "[float('inf')] * 3", "[4, 8, float('nan')]", "1e308 * 10"],
+)
+def test_call_based_non_finite_results_fail(returned):
+    tests = {"fn_name": "f", "inputs": [[0]], "outputs": [[4, 8, 15]]}
+    v = check_code(f"def f(x):\n    return {returned}", tests)
+    assert not v.passed and v.status == "wrong_answer", v.outcomes
+    scalar = {"fn_name": "f", "inputs": [[0]], "outputs": [7]}
+    assert not check_code(f"def f(x):\n    return {returned}", scalar).passed
+
+
+def test_call_based_integers_are_exact_and_floats_tolerant():
+    tests = {"fn_name": "f", "inputs": [[0]], "outputs": [1000000007]}
+    assert not check_code("def f(x):\n    return 1000000006", tests).passed
+    assert check_code("def f(x):\n    return 1000000007", tests).passed
+    assert check_code("def f(x):\n    return 0.1 + 0.2", {"fn_name": "f", "inputs": [[0]], "outputs": [0.3]}).passed
+
+
+# ---------------------------------------------------------------- hostile output never crashes the judge
+
+
+HOSTILE_RESULTS = {
+    "over the output cap": "return 'x' * (5 << 20)",
+    "a 5000-digit integer": "return 10 ** 5000",
+    "a list nested 100000 deep": "a = []\n    for _ in range(100000):\n        a = [a]\n    return a",
+    "a list nested 900 deep": "a = []\n    for _ in range(900):\n        a = [a]\n    return a",
+    "a self-referencing list": "a = []\n    a.append(a)\n    return a",
+    "an object whose repr raises": "class X:\n        def __repr__(self):\n            raise ValueError('no')\n    return X()",
+    "an always-equal object": "class X:\n        def __eq__(self, other):\n            return True\n    return X()",
+    "a forged record": "import os\n    os.write(3, b'deadbeef 5\\n[1, 2]' + b'x' * 100)\n    os._exit(0)",
+    "a malformed record": "import os\n    os.write(3, b'\\xff' * 1000)\n    return 7.5",
+    "a closed record pipe": "import os\n    os.close(3)\n    return 1",
+    "a fake result printed": "print('\\x00__sky_result__\\x00[4, 8, 15]')\n    import os\n    os._exit(0)",
+    "stdout and stderr floods": "import sys\n    sys.stdout.write('y' * (9 << 20))\n    sys.stderr.write('z' * (9 << 20))\n    return 0",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_RESULTS))
+def test_a_hostile_result_is_a_failed_test_with_a_reason(name):
+    tests = {"fn_name": "f", "inputs": [[0]], "outputs": [[4, 8, 15]]}
+    v = check_code(f"def f(x):\n    {HOSTILE_RESULTS[name]}", tests, timeout_s=10.0)
+    assert not v.passed and v.status in ("wrong_answer", "runtime_error", "memory"), v.outcomes
+    assert v.outcomes[0].reason, v.outcomes
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["(" * 200_000, "x = " + "+".join(["1"] * 300_000), "def f(:\n", "x = 1\0", "\ud800 = 1",
+     "x = [" * 5000 + "]" * 5000, "'" + "a" * 10_000_000],
+)
+def test_a_source_that_breaks_compile_is_a_compile_error_in_the_sandbox(source):
+    # compile() runs inside the sandbox: MemoryError, RecursionError or SyntaxError there, never in the judge.
+    v = check_code(source, {"inputs": [""], "outputs": ["1"]}, timeout_s=10.0)
+    assert not v.passed and v.status in ("compile_error", "memory", "runtime_error", "timeout"), v.outcomes
+    assert check_program(source, timeout_s=10.0).status in ("compile_error", "memory", "runtime_error", "timeout")
+
+
+def test_a_batch_keeps_every_verdict_whatever_the_items_do():
+    # One verdict per item, however hostile the others: the old judge lost the whole batch to one bad result.
+    call = {"fn_name": "f", "inputs": [[1], [2]], "outputs": [1, 2]}
+    items = [(f"def f(x):\n    {body}", call) for body in HOSTILE_RESULTS.values()]
+    items += [("def f(x):\n    return x", call), ("(" * 200_000, call), ("def f(x):\n    return x", call)]
+    verdicts = check_code_batch(items, workers=2, timeout_s=10.0)
+    assert len(verdicts) == len(items)
+    assert [v.passed for v in verdicts] == [False] * len(HOSTILE_RESULTS) + [True, False, True]
+
+
+def test_a_judge_failure_on_one_test_is_that_tests_outcome(monkeypatch):
+    # Not the program's doing (the sandbox itself failing): "judge_error" for that test, the batch goes on.
+    import sky_data.verify.code as code_mod
+
+    real = code_mod.run_sandboxed
+
+    def flaky(files, argv, stdin, *a, **k):
+        if stdin == "2\n":
+            raise OSError("pretend: the fork server broke")
+        return real(files, argv, stdin, *a, **k)
+
+    monkeypatch.setattr(code_mod, "run_sandboxed", flaky)
+    verdicts = check_code_batch([("print(int(input()))", {"inputs": ["1\n", "2\n"], "outputs": ["1", "2"]}),
+                                 ("print(5)", {"inputs": [""], "outputs": ["5"]})], stop_on_failure=False)
+    assert [o.status for o in verdicts[0].outcomes] == ["passed", "judge_error"] and verdicts[1].passed
+    assert "pretend" in verdicts[0].outcomes[1].reason
+
+
+# ---------------------------------------------------------------- self-checking programs: only a finished check passes
+
+
+CHEATS = {
+    "os._exit before the asserts": "import os\nos._exit(0)\nassert add(1, 1) == 3",
+    "atexit os._exit after a failing assert": "import atexit, os\natexit.register(lambda: os._exit(0))\nassert add(1, 1) == 3",
+    "SystemExit(0)": "raise SystemExit(0)\nassert add(1, 1) == 3",
+    "exit() builtin": "exit()\nassert add(1, 1) == 3",
+    "sys.exit from a thread that wins": ("import threading, os, time\n"
+                                         "threading.Thread(target=lambda: os._exit(0)).start()\ntime.sleep(5)\n"
+                                         "assert add(1, 1) == 3"),
+    "SIGKILL to itself": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    "a guessed record": ("import os, json\npayload = json.dumps({'completed': True}).encode()\n"
+                         "for n in ('0' * 32, 'ffff', ''):\n    os.write(3, f'{n} {len(payload)}\\n'.encode() + payload)\n"
+                         "os._exit(0)"),
+    "KeyboardInterrupt swallowed by excepthook": ("import sys\nsys.excepthook = lambda *a: None\n"
+                                                  "assert add(1, 1) == 3"),
+    "a patched sys.exit": "import sys\nsys.exit = lambda *a: None\nraise SystemExit(0)",
+}
+
+
+@pytest.mark.parametrize("name", list(CHEATS))
+def test_a_self_checking_program_that_leaves_early_does_not_pass(name):
+    program = "def add(a, b):\n    return a + b\n\n" + CHEATS[name]
+    v = check_program(program, timeout_s=10.0)
+    assert not v.passed, (name, v.outcomes)
+
+
+def test_a_self_checking_program_that_finishes_passes_and_stdout_is_ignored():
+    ok = "def add(a, b):\n    return a + b\n\nprint('noise')\nassert add(1, 1) == 2\n"
+    assert check_program(ok).passed
+    assert check_program(ok + "import threading\nthreading.Thread(target=print).start()\n").passed
+    assert not check_program(ok + "import atexit, os\natexit.register(lambda: os._exit(3))\n").passed
+
+
 # ---------------------------------------------------------------- failures are failures (the Sky-T1 bug)
 
 
