@@ -239,6 +239,10 @@ def _init(req: dict) -> None:
     """pid 1 of the run: its /proc, then the program as pid 2; report the program's wait status and exit,
     which kills whatever the program left behind."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Should the launcher die before the line above took effect, nobody would end this run: an alarm does.
+    # (A pid namespace's init ignores signals it has no handler for, its own alarm's included.)
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(1))
+    signal.alarm(req["cfg"]["wall"] + 10)
     try:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     except OSError as e:  # never run with the zygote's /proc, which shows the host's processes
@@ -247,6 +251,7 @@ def _init(req: dict) -> None:
     child = os.fork()
     if child == 0:
         os.close(STATUS_FD)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
         _program(req, SANDBOX_DIR, isolated=True)
     os.close(RECORD_FD)
     for fd in (0, 1, 2):

@@ -104,8 +104,8 @@ class Slot:
             name = f"sky_judge_{os.getpid()}_{Slot._next}"
         self.dirs: dict[str, str] = {}
         for controller, base in where.items():
-            path = self.dirs.get(controller) or os.path.join(base, name)
-            with contextlib.suppress(FileExistsError):
+            path = os.path.join(base, name)
+            with contextlib.suppress(FileExistsError):  # cpu and cpuacct may share a hierarchy
                 os.mkdir(path)
             self.dirs[controller] = path
         self.memory_limit = 0
@@ -135,9 +135,11 @@ class Slot:
             self._put(folder, "cgroup.procs", str(pid))
 
     def set_memory(self, limit: int) -> None:
+        """The memory limit of the next runs (all their processes and their tmpfs together)."""
         if limit != self.memory_limit and (mem := self._dir("memory")):
-            self._put(mem, "memory.max" if self.v2 else "memory.limit_in_bytes", str(limit))
-            self.memory_limit = limit
+            with contextlib.suppress(OSError):  # EBUSY: the kernel could not reclaim below it; keep the old one
+                self._put(mem, "memory.max" if self.v2 else "memory.limit_in_bytes", str(limit))
+                self.memory_limit = limit
 
     @property
     def counts_cpu(self) -> bool:

@@ -563,19 +563,12 @@ def _count_items(s: str) -> int:
 
 def _split_top(s: str) -> list[str]:
     """Split on commas and semicolons outside any bracket: "1, (2,3)" -> ["1", "(2,3)"]."""
-    items, depth, start, i = [], 0, 0, 0
+    top, items, start, i = _top_level_mask(s), [], 0, 0
     while i < len(s):
-        c = s[i]
-        if c == "\\":
-            if s.startswith("\\{", i) or s.startswith("\\}", i):
-                depth += 1 if s[i + 1] == "{" else -1
+        if s[i] == "\\":  # an escaped character (`\,` is a thin space) never splits
             i += 2
             continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c in ",;" and depth == 0:
+        if s[i] in ",;" and top[i]:
             items.append(s[start:i].strip())
             start = i + 1
         i += 1

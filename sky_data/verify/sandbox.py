@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sky_data.verify import cgroups
 from sky_data.verify.cgroups import TMPFS_MB, group_memory_bytes
@@ -81,7 +81,6 @@ class SandboxRun:
     record: dict | None = None  # the driver's record (see `_launcher.py`), None when it wrote none
     record_error: str = ""  # why a record that was written could not be read
     error: str = ""  # the sandbox itself failed (not the program): why
-    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the fork server
@@ -101,18 +100,31 @@ class _Zygote:
         self.sys_path = sys_path
         zcfg = {"plan": ops, "tmp_plan": tmp_plan(ops), "userns": userns, "tmpfs_mb": TMPFS_MB}
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.slot = cgroups.Slot() if self.root_route and cgroups.bases() else None
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-s", "-S", LAUNCHER, "serve", json.dumps(zcfg), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), env=dict(ENV), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True, cwd="/",
             )
+        except OSError as e:
+            self.sock.close()
+            raise SandboxUnavailable(f"the sandbox's fork server did not start: {e}") from None
         finally:
             theirs.close()
-        try:
-            if self.slot is not None:
+        # Its cgroup slot, joined before it forks anything. Without one (not root, no writable cgroup fs, or a
+        # failure here) runs are still isolated, but timed by the wall clock, with per-process memory limits.
+        self.slot = None
+        if self.root_route and cgroups.bases():
+            try:
+                self.slot = cgroups.Slot()
                 self.slot.join(self.proc.pid)
+            except OSError as e:
+                warnings.warn(f"code judge: no cgroup slot ({e}); runs are timed by the wall clock", RuntimeWarning,
+                              stacklevel=2)
+                if self.slot is not None:
+                    self.slot.remove()
+                self.slot = None
+        try:
             self.sock.settimeout(60.0)
             hello = self.sock.recv(4096)
         except (OSError, TimeoutError) as e:
@@ -298,7 +310,7 @@ def _communicate(exit_fd: int, feeds: dict[int, bytes], sinks: list[int], timeou
 
 def _drain_after_kill(exit_fd: int, sinks: list[int], bufs: dict[int, bytes]) -> dict[int, bytes]:
     """After a kill: wait for the launcher to go and read what is left in the sinks."""
-    more, _, _ = _communicate(exit_fd, {}, [fd for fd in sinks], 3600.0, 3600.0)
+    more, _, _ = _communicate(exit_fd, {}, list(sinks), 3600.0, 3600.0)
     return {fd: (bufs.get(fd, b"") + more.get(fd, b""))[:OUTPUT_CAP] for fd in sinks}
 
 
@@ -355,8 +367,8 @@ def _run_isolated(files, argv, stdin, timeout_s, memory_mb, mode, fn_name, usern
         sinks = ours[2:]
         try:
             wall = WALL_FACTOR * timeout_s + 1.0
-            bufs, limit, cpu_s = _communicate(pidfd, {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}, sinks, timeout_s,
-                                              wall, cpu_ns)
+            feeds = {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}
+            bufs, limit, cpu_s = _communicate(pidfd, feeds, sinks, timeout_s, wall, cpu_ns)
             if limit:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 bufs = _drain_after_kill(pidfd, sinks, bufs)
@@ -401,8 +413,9 @@ def _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name) ->
         finally:
             for fd in theirs:
                 os.close(fd)
-        exit_fd = os.pidfd_open(proc.pid)
+        exit_fd = _exit_fd(proc.pid)
         sinks = ours[2:]
+
         def kill_session() -> None:
             # The whole session goes, finished or not: children left behind die with it. The launcher is not
             # reaped yet, so its pid (the group's id) cannot have been reused.
@@ -410,8 +423,8 @@ def _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name) ->
                 os.killpg(proc.pid, signal.SIGKILL)
 
         try:
-            bufs, limit, _ = _communicate(exit_fd, {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}, sinks, timeout_s,
-                                          timeout_s, on_exit=kill_session)
+            feeds = {ours[0]: request, ours[1]: stdin.encode("utf-8", "surrogatepass")}
+            bufs, limit, _ = _communicate(exit_fd, feeds, sinks, timeout_s, timeout_s, on_exit=kill_session)
             if limit:
                 kill_session()
                 bufs = _drain_after_kill(exit_fd, sinks, bufs)
@@ -427,6 +440,22 @@ def _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name) ->
     run = SandboxRun(None if limit else proc.returncode, _decode(out), _decode(err), elapsed, False, limit=limit)
     run.record, run.record_error = _parse_record(rec, nonce)
     return run
+
+
+def _exit_fd(pid: int) -> int:
+    """An fd that becomes readable when child `pid` exits, without reaping it: a pidfd (Linux >= 5.3), else a
+    pipe closed by a thread that waits with WNOWAIT."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.pidfd_open(pid)
+    r, w = os.pipe()
+
+    def wait() -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        os.close(w)
+
+    threading.Thread(target=wait, daemon=True).start()
+    return r
 
 
 def _decode(data: bytes) -> str:
