@@ -377,9 +377,12 @@ def check_code_batch(items: list[tuple[str, dict | list | str]], workers: int | 
 def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, isolate: bool = True) -> Verdict:
     """A self-checking program (e.g. HumanEval: prompt + solution + test + `check(entry_point)`) passes when it
     runs to its end, with empty input, and exits 0; its stdout is ignored. Leaving early does not pass, however
-    it is done: `exit(0)`, `raise SystemExit(0)`, `os._exit(0)`, an atexit handler, a signal. (The checks
-    themselves run inside the program: an object whose `__eq__` is always true still fools an
-    `assert candidate(x) == y`; use call-based tests, whose results cross a JSON boundary, where it matters.)"""
+    it is done: `exit(0)`, `raise SystemExit(0)`, `os._exit(0)`, an atexit handler, a signal, a record written
+    without the run's nonce. The checks themselves run inside the program's interpreter, so a program written
+    against this judge's internals can still fool them: an object whose `__eq__` is always true passes
+    `assert candidate(x) == y`, and the driver's nonce is in the same process (its frames, its memory). Where
+    that matters, use call-based tests (`check_code` with `fn_name`): their results cross a JSON boundary and
+    are compared by the judge."""
     run = run_sandboxed({"main.py": program}, ["main.py"], "", timeout_s, memory_mb, isolate, mode="program")
     if (bad := _failure(run, timeout_s)) is not None:
         return Verdict(False, [bad])
