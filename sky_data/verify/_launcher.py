@@ -156,8 +156,8 @@ def _build_root(plan: list, userns: bool) -> None:
 
 
 def _launch(fds: list[int], zcfg: dict) -> None:
-    """In the forked launcher (or the one-shot process): read the request, build the run's namespaces, start
-    init. Never returns: the launcher exits when init does; the program's process leaves by SystemExit."""
+    """In the launcher, forked by the zygote: read the request, build the run's namespaces, start
+    init. Never returns: the launcher exits when init does; the program's process by `_exit`."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it to auto-reap; runs must not
     req_fd, stdin, stdout, stderr, record, status = _place(fds, [None, 0, 1, 2, RECORD_FD, STATUS_FD])
     req = json.loads(_read_all(req_fd))

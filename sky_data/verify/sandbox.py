@@ -224,9 +224,13 @@ def _pool(userns: bool) -> _Pool:
 # ---------------------------------------------------------------- one run
 
 
-def _pipe() -> tuple[int, int]:
-    r, w = os.pipe2(os.O_CLOEXEC)
-    return r, w
+def _pipes(n: int) -> tuple[list[int], list[int]]:
+    """`n` pipes between the judge and a run, in the order request, stdin, stdout, stderr, record[, status]:
+    the run reads the first two and writes the rest. Returns (the run's ends, the judge's ends)."""
+    pairs = [os.pipe2(os.O_CLOEXEC) for _ in range(n)]
+    theirs = [r if k < 2 else w for k, (r, w) in enumerate(pairs)]
+    ours = [w if k < 2 else r for k, (r, w) in enumerate(pairs)]
+    return theirs, ours
 
 
 def _communicate(exit_fd: int, feeds: dict[int, bytes], sinks: list[int], timeout_s: float, wall_s: float,
@@ -351,9 +355,7 @@ def _run_isolated(files, argv, stdin, timeout_s, memory_mb, mode, fn_name, usern
             z.slot.set_memory(group_memory_bytes(memory_mb) + ZYGOTE_MEMORY_MB * 1024 * 1024)
         ooms = z.slot.oom_kills() if z.slot is not None else 0
         cpu_ns = z.slot.cpu_ns if z.slot is not None and z.slot.counts_cpu else None
-        pipes = [_pipe() for _ in range(6)]  # request, stdin, stdout, stderr, record, status
-        theirs = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1], pipes[5][1]]
-        ours = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0], pipes[5][0]]
+        theirs, ours = _pipes(6)  # request, stdin, stdout, stderr, record, status
         start = time.monotonic()
         try:
             pidfd = z.start(theirs)
@@ -399,9 +401,7 @@ def _run_unsandboxed(files, argv, stdin, timeout_s, memory_mb, mode, fn_name) ->
     tmp = tempfile.mkdtemp(prefix="sky_judge_")
     nonce = secrets.token_hex(16)
     request = _request(files, argv, timeout_s, memory_mb, mode, fn_name, None, root_plan()[1], nonce)
-    pipes = [_pipe() for _ in range(5)]  # request, stdin, stdout, stderr, record
-    theirs = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]]
-    ours = [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0]]
+    theirs, ours = _pipes(5)  # request, stdin, stdout, stderr, record
     try:
         start = time.monotonic()
         try:
