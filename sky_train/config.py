@@ -52,6 +52,9 @@ class DataConfig:
     shuffle: bool = True
     # Cap on the number of samples read (None: all), handy for smoke tests.
     max_samples: int | None = None
+    # Where tokenized samples are cached (flat token arrays, memory-mapped by every rank), keyed by the data
+    # file, tokenizer, template and cutoff. None: <parent of run_dir>/.token_cache (shared by a sweep's points).
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -63,22 +66,29 @@ class TrainConfig:
     epochs: int = 3
     # Stop after this many optimiser steps (None: run all epochs). Also sets the LR schedule length.
     max_steps: int | None = None
+    # How the step's loss weighs tokens. "token": the summed CE over the global batch's assistant tokens
+    # divided by their count (long traces weigh more). "sample": the mean over the batch's samples of each
+    # sample's own token-mean CE (every sample weighs the same), as the original HF Trainer run (micro-batch 1).
+    loss_weighting: str = "token"
+    # Log every N optimiser steps (the last step is always logged).
     log_every: int = 1
     # Save a resumable checkpoint (run_dir/step_NNNNNN/) every N optimiser steps; 0: never.
     save_every: int = 0
     # Checkpoints kept (oldest deleted first); a 32B model's full optimiser state is ~390 GB.
     keep_checkpoints: int = 1
-    # Continue from the newest complete checkpoint in run_dir when there is one.
+    # Write checkpoints in the background (DCP async save with staging) so training goes on meanwhile.
+    async_save: bool = True
+    # Continue from the newest complete checkpoint in run_dir when there is one (and the settings match).
     resume: bool = True
-    # Save a resumable checkpoint every N steps (0: only at the end of training when save_final_checkpoint).
-    save_every: int = 0
-    save_final_checkpoint: bool = False
-    # Resume from the newest step_*/ checkpoint in run_dir when there is one.
-    resume: bool = True
+    # Start over in a run_dir that holds a finished run or a run with other settings (its files are replaced).
+    overwrite: bool = False
     # Export the trained model in Hugging Face format to <run_dir>/hf/.
     export_hf: bool = True
     # Tokens per chunk of the chunked cross-entropy (bounds the logits' memory at large vocabularies).
     loss_chunk_tokens: int = 4096
+    # Intra-op CPU threads per rank (the CPU optimiser step with offload, CPU training). None: the host's
+    # cores divided by the ranks on this node (torchrun sets OMP_NUM_THREADS=1, which would leave one).
+    cpu_threads: int | None = None
 
 
 @dataclass
@@ -103,6 +113,13 @@ class FSDPConfig:
     # Keep parameters, gradients and optimiser state on the CPU (GPU runs only).
     cpu_offload: bool = False
     reshard_after_forward: bool = True
+    # Reduce-scatter gradients after every micro-batch (sharded gradients between micro-batches). false: only
+    # after the last one, keeping *unsharded* fp32 gradients meanwhile (~4 bytes x parameters per GPU:
+    # 131 GB at 32B); saves communication for small models only.
+    sync_every_micro_batch: bool = True
+    # Hybrid sharding: the ranks form `replicate` groups (e.g. one per node), each holding a full sharded copy;
+    # parameters are sharded within a group and gradients all-reduced across groups. 1: shard over all ranks.
+    replicate: int = 1
 
 
 @dataclass
@@ -111,6 +128,8 @@ class MetricsConfig:
     peak_flops: float | None = None
     wandb: bool = False
     wandb_project: str = "sky-recipe"
+    # Draw <run_dir>/loss.png (loss and learning rate against step) at the end of a run (needs matplotlib).
+    plot: bool = True
 
 
 @dataclass
@@ -169,5 +188,15 @@ def validate(cfg: SkyTrainConfig) -> None:
         raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {cfg.optim.warmup_ratio}")
     if cfg.optim.lr <= 0:
         raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    if cfg.train.log_every < 1:
+        raise ValueError(f"train.log_every must be >= 1, got {cfg.train.log_every}")
+    if cfg.train.loss_weighting not in ("token", "sample"):
+        raise ValueError(f"train.loss_weighting must be 'token' or 'sample', got {cfg.train.loss_weighting!r}")
+    if cfg.train.save_every < 0 or cfg.train.keep_checkpoints < 0:
+        raise ValueError("train.save_every and train.keep_checkpoints must be >= 0")
+    if cfg.train.cpu_threads is not None and cfg.train.cpu_threads < 1:
+        raise ValueError(f"train.cpu_threads must be >= 1 or null, got {cfg.train.cpu_threads}")
+    if cfg.fsdp.replicate < 1:
+        raise ValueError(f"fsdp.replicate must be >= 1, got {cfg.fsdp.replicate}")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
