@@ -8,6 +8,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import traceback
+
 import hydra
 from omegaconf import DictConfig
 
@@ -21,5 +26,43 @@ def main(cfg: DictConfig) -> float:
     return result.last_loss  # what a Hydra sweeper would optimise
 
 
+def run_and_exit() -> None:
+    """Run `main`, then leave without the interpreter's teardown.
+
+    A finished run could still exit non-zero: C++ objects with threads of their own (gloo's, the process
+    group's) were destroyed by interpreter-exit handlers in an arbitrary order, and about one run in six of
+    four ranks aborted with "terminate called without an active exception" after writing everything. Here the
+    process group is destroyed while Python still runs, the output is flushed, and the process exits with the
+    job's status through `os._exit`, so the exit code says whether the run succeeded and nothing else.
+    """
+    from sky_train.dist import destroy_distributed
+
+    code = 0
+    try:
+        main()
+    except SystemExit as e:  # Hydra exits this way on errors it reports itself
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 (reported, then the status says it failed)
+        traceback.print_exc()
+        code = 1
+    try:  # a checkpoint still being written in the background (a failed run's newest) is finished first
+        from sky_train.checkpoint import wait_for_pending_saves
+
+        wait_for_pending_saves()
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        code = code or 1
+    if code == 0:
+        try:
+            destroy_distributed()
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+            code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run_and_exit()

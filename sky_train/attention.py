@@ -48,15 +48,18 @@ def _torch_varlen_kernel(q, k, v, cu_q, cu_k, max_q, max_k, scale, enable_gqa): 
 
 
 def _per_document_sdpa(q, k, v, cu_q, cu_k, max_q, max_k, scale, enable_gqa):  # type: ignore[no-untyped-def]
-    """Causal SDPA on each document of the (N, H, D) packed layout; exact, O(sum L^2) instead of O(T^2)."""
-    if enable_gqa:  # the CPU SDPA kernels want equal head counts
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    """Causal SDPA on each document of the (N, H, D) packed layout; exact, O(sum L^2) instead of O(T^2).
+
+    4-D (1, H, L, D) inputs with `enable_gqa` select the CPU flash kernel, which saves q, k, v, the output and
+    the log-sum-exp for backward, as on a GPU; 3-D inputs would take the math path, which keeps an L x L
+    fp32 matrix per head (and needs k, v repeated to the query heads).
+    """
     bounds = cu_q.tolist()
     outs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        qq, kk, vv = (x[a:b].transpose(0, 1) for x in (q, k, v))  # (H, L, D)
-        outs.append(F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, scale=scale).transpose(0, 1))
+        qq, kk, vv = (x[a:b].transpose(0, 1).unsqueeze(0) for x in (q, k, v))  # (1, H, L, D)
+        out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, scale=scale, enable_gqa=enable_gqa)
+        outs.append(out[0].transpose(0, 1))
     return torch.cat(outs, dim=0)
 
 

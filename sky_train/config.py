@@ -13,6 +13,7 @@ The key names are the public interface (`run_dir`, `seed`, `model.name_or_path`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -148,28 +149,66 @@ class SkyTrainConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
-def to_config(cfg: DictConfig | dict | SkyTrainConfig | None = None, **overrides: Any) -> SkyTrainConfig:
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def default_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """What `python -m sky_train [overrides]` starts from: conf/train.yaml and its default groups, composed by
+    Hydra (without Hydra's runtime: `run_dir` is set by `to_config`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # called inside a Hydra app: it searches the same conf/
+        return compose(config_name="train", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def to_config(
+    cfg: DictConfig | dict | SkyTrainConfig | None = None, experiment: str | None = None, **overrides: Any
+) -> SkyTrainConfig:
     """Merge a Hydra/OmegaConf config (or a nested dict) onto the schema and validate it.
 
-    Unknown keys and values of the wrong type raise here, before any work starts.
-    `overrides` are dotted keys, e.g. `to_config(cfg, **{"optim.lr": 2e-5})`.
+    A DictConfig is taken as complete (Hydra composed it). A nested dict (or None) is merged onto the same
+    defaults as the command line (`conf/train.yaml`, and `experiment` when given), so that
+    `to_config({"optim": {"lr": 1e-3}})` and `python -m sky_train optim.lr=1e-3` are the same run; its
+    `run_dir` defaults to `runs/<run_name>` as on the command line. Unknown keys and values of the wrong type
+    raise here, before any work starts. `overrides` are dotted keys, e.g. `to_config(cfg, **{"optim.lr": 2e-5})`.
     """
     schema = OmegaConf.structured(SkyTrainConfig)
     if isinstance(cfg, SkyTrainConfig):
         cfg = OmegaConf.structured(cfg)
+    elif cfg is None or isinstance(cfg, dict):
+        user = OmegaConf.create(cfg or {})
+        experiment = user.pop("experiment", None) or experiment
+        base = _command_line_defaults(experiment)
+        if base is not None:
+            OmegaConf.set_struct(base, False)  # the schema below decides which keys exist
+            base.run_dir = None  # ${hydra:runtime.output_dir} means nothing outside a Hydra app
+            user = OmegaConf.merge(base, user)
+        if user.get("run_dir") is None:
+            user.run_dir = f"runs/{user.get('run_name') or 'default'}"
+        cfg = user
     # Hydra-only sections (hydra:, defaults:) are not ours.
-    if cfg is not None:
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)) if not isinstance(cfg, dict) else OmegaConf.create(cfg)
-        for key in ("hydra", "defaults", "experiment", "debug"):
-            if key in cfg:
-                del cfg[key]
-    merged = OmegaConf.merge(schema, cfg or {})
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key in ("hydra", "defaults", "experiment", "debug"):
+        if key in cfg:
+            del cfg[key]
+    merged = OmegaConf.merge(schema, cfg)
     for dotted, value in overrides.items():
         OmegaConf.update(merged, dotted, value, merge=True)
     out: SkyTrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     out.optim.betas = tuple(out.optim.betas)  # type: ignore[assignment]
     validate(out)
     return out
+
+
+def _command_line_defaults(experiment: str | None) -> DictConfig | None:
+    if not (CONF_DIR / "train.yaml").is_file():  # installed without the repo's conf/: the schema's defaults
+        if experiment:
+            raise FileNotFoundError(f"{CONF_DIR}: no conf/ here to read experiment={experiment} from")
+        return None
+    return default_config([f"experiment={experiment}"] if experiment else [])
 
 
 def validate(cfg: SkyTrainConfig) -> None:

@@ -4,9 +4,13 @@ Accepted inputs (`data.path`):
 - Sky-T1 / ShareGPT records `{"system": ..., "conversations": [{"from": "user"|"assistant", "value": ...}]}`,
   as a JSON list or JSONL;
 - OpenAI-style `{"messages": [{"role": ..., "content": ...}]}` JSONL (or a JSON list);
+- a file holding one JSON object, possibly pretty-printed: one record, or, when the object is no record but
+  holds a single list-valued key (`{"data": [...]}`), the records of that list (the key is printed);
 - a `datasets` dataset: a directory written by `save_to_disk`, or `hf:<name>` for a hub name.
 
-Every error names the file and the line (JSONL) or record index (JSON list, dataset) it comes from.
+Files are UTF-8 (a byte-order mark is allowed). Every error names the file and the line (JSONL), the record
+index (JSON list, dataset) or the byte and line (bytes that are not UTF-8) it comes from. Training reads the
+tokenized samples through token_cache.py, which calls these functions once, on rank 0.
 Labels are returned already shifted (`labels[t]` is the target for position t), so that packing samples
 side by side can never train a token to predict the next document's first token.
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 IGNORE_INDEX = -100
 
@@ -37,19 +43,24 @@ class Conversation:
     source: str  # "file.jsonl:12" (1-based line) or "file.json[3]" / "dataset[3]" (0-based record)
 
 
-@dataclass
+@dataclass(eq=False, slots=True)
 class Sample:
-    input_ids: list[int]
-    labels: list[int]  # shifted: labels[t] is the token that should follow input_ids[t], or IGNORE_INDEX
+    """One tokenized conversation. `input_ids`/`labels` are lists (tokenize_conversation) or 1-D int32 numpy
+    views into the flat arrays of the token cache (token_cache.py), so a rank never copies the whole set."""
+
+    input_ids: Sequence[int]
+    labels: Sequence[int]  # shifted: labels[t] is the token that should follow input_ids[t], or IGNORE_INDEX
     source: str
     truncated: bool = False
+    # Counted from `labels` when not given (the cache stores it, so reading it costs nothing).
+    num_label_tokens: int = -1
+
+    def __post_init__(self) -> None:
+        if self.num_label_tokens < 0:
+            self.num_label_tokens = int(np.count_nonzero(np.asarray(self.labels) != IGNORE_INDEX))
 
     def __len__(self) -> int:
         return len(self.input_ids)
-
-    @property
-    def num_label_tokens(self) -> int:
-        return sum(1 for y in self.labels if y != IGNORE_INDEX)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -100,30 +111,82 @@ def _dataset_dir_records(path: Path, split: str) -> Iterable[tuple[str, Any]]:
 
 
 def _file_records(path: Path) -> Iterable[tuple[str, Any]]:
+    """JSONL (one record a line), a JSON list of records, or one JSON object (possibly pretty-printed)."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
+    with open(path, "rb") as f:  # the first non-blank byte tells the format
+        chunk = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+        while chunk and not chunk.strip():
+            chunk = f.read(1 << 16)
+    head = chunk.lstrip()
+    if not head:
         raise DataError(f"{path}: the file is empty")
-    if text.lstrip().startswith("["):
-        # A JSON list (Sky-T1 releases its data this way).
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if head.startswith(b"["):  # a JSON list (Sky-T1 releases its data this way)
+        rows = _parse_whole(path, _decode_whole(path))
         return ((f"{path}[{i}]", r) for i, r in enumerate(rows))
-    return _jsonl_records(path, text)
+    return _jsonl_records(path)
 
 
-def _jsonl_records(path: Path, text: str) -> Iterable[tuple[str, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: malformed JSON (column {e.colno}: {e.msg})") from None
-        yield f"{path}:{lineno}", record
+def _decode_whole(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"{path}: not valid UTF-8 at byte {e.start} (line {line} column {col}): {e.reason}") from None
+
+
+def _parse_whole(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def _jsonl_records(path: Path) -> Iterable[tuple[str, Any]]:
+    """Line by line (a large file is never held whole), unless the file is one JSON object over many lines."""
+    seen = False
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 at byte {e.start} of the line: {e.reason}") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                if not seen and line.lstrip().startswith("{"):  # maybe one pretty-printed object, not JSONL
+                    yield from _single_object_records(path, lineno, line_error=e)
+                    return
+                raise DataError(f"{path}:{lineno}: malformed JSON (column {e.colno}: {e.msg})") from None
+            seen = True
+            yield f"{path}:{lineno}", record
+
+
+def _single_object_records(path: Path, lineno: int, line_error: json.JSONDecodeError) -> Iterable[tuple[str, Any]]:
+    """A file holding one JSON object: that object is one record; if it is no record itself but holds the
+    records in a single list-valued key (`{"data": [...]}`), those (and it says so)."""
+    try:
+        obj = json.loads(_decode_whole(path))
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}: malformed JSON: neither JSONL (line {lineno} column {line_error.colno}: {line_error.msg}) "
+            f"nor one JSON object (line {e.lineno} column {e.colno}: {e.msg})"
+        ) from None
+    if isinstance(obj, dict) and "conversations" not in obj and "messages" not in obj:
+        lists = [k for k, v in obj.items() if isinstance(v, list)]
+        if len(lists) == 1:
+            key = lists[0]
+            print(f"[sky_train] {path}: one JSON object; reading its {len(obj[key])} records from key {key!r}",
+                  flush=True)
+            yield from ((f"{path}[{key!r}][{i}]", r) for i, r in enumerate(obj[key]))
+            return
+    yield f"{path}:{lineno}", obj
 
 
 def normalise_record(record: Any, source: str, default_system: str | None = None) -> list[dict[str, str]]:

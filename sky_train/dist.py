@@ -41,8 +41,30 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def init_distributed(requested_device: str = "auto") -> DistInfo:
+def cpu_threads_per_rank(requested: int | None, local_world_size: int, cores: int) -> int:
+    """Intra-op threads for one rank: the requested number, else this node's cores shared among its ranks.
+
+    torchrun sets OMP_NUM_THREADS=1 for every rank; left so, a CPU-offloaded AdamW over ~4B parameters per
+    rank (32B on 8 GPUs) would run on one thread of a 100+-core host.
+    """
+    if requested is not None:
+        return requested
+    return max(1, cores // max(1, local_world_size))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def init_distributed(requested_device: str = "auto", replicate: int = 1, cpu_threads: int | None = None) -> DistInfo:
+    """The process group (made once per process), this rank's device, its CPU threads, and the FSDP mesh:
+    1-D over all ranks, or ("replicate", "shard") with `replicate` groups for hybrid sharding."""
     device = resolve_device(requested_device)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(cpu_threads_per_rank(cpu_threads, local_world, usable_cores()))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
@@ -61,7 +83,14 @@ def init_distributed(requested_device: str = "auto") -> DistInfo:
             dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
         atexit.register(destroy_distributed)
     world = dist.get_world_size()
-    mesh = init_device_mesh(device.type, (world,))
+    if world % replicate:
+        raise ValueError(f"fsdp.replicate={replicate} must divide the number of ranks ({world})")
+    if replicate == 1:
+        mesh = init_device_mesh(device.type, (world,))
+    else:
+        # Rank r is in replica group r // shard: with one group per node, shards stay within a node (fast
+        # links) and only the gradient all-reduce crosses nodes.
+        mesh = init_device_mesh(device.type, (replicate, world // replicate), mesh_dim_names=("replicate", "shard"))
     return DistInfo(dist.get_rank(), world, local_rank, device, mesh)
 
 

@@ -1,14 +1,13 @@
 """Build or load the causal LM to fine-tune, its tokenizer, and the loss-computing wrapper around it.
 
 No parallelism here (that is `parallel.py`). The model is built on the meta device, so that a 32B model
-costs no memory before it is sharded; rank 0 alone reads the weights (`load_full_state_dict`) and
-`parallel.load_sharded_weights` broadcasts them into the shards.
+costs no memory before it is sharded; each rank then reads its own rows of the pretrained weights
+(`hf_io.load_pretrained_shards`), or rank 0 draws a random initialisation (`load_full_state_dict`) that
+`parallel.load_sharded_weights` broadcasts into the shards.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,35 +84,19 @@ def build_meta_model(model_config: Any, attn_implementation: str) -> nn.Module:
 
 
 def load_full_state_dict(cfg: ModelConfig, model_config: Any, seed: int) -> dict[str, torch.Tensor]:
-    """Rank 0's full fp32 state dict, keyed like the transformers model: the directory's safetensors, or a
-    seeded random initialisation (the tiny default, or `model.pretrained=false`)."""
+    """A seeded random initialisation as a full fp32 state dict, keyed like the transformers model (the
+    tiny default, or `model.pretrained=false`). Rank 0 alone calls it: it holds the whole model, so it is
+    no way to read pretrained weights, which `hf_io.load_pretrained_shards` reads shard by shard."""
     if cfg.name_or_path is not None and cfg.pretrained:
-        sd = read_safetensors_dir(Path(cfg.name_or_path))
-    else:
-        from transformers import AutoModelForCausalLM
+        raise ValueError(f"{cfg.name_or_path}: pretrained weights are read per rank by hf_io.load_pretrained_shards")
+    from transformers import AutoModelForCausalLM
 
-        torch.manual_seed(seed)
-        sd = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32).state_dict()
+    torch.manual_seed(seed)
+    sd = AutoModelForCausalLM.from_config(model_config, dtype=torch.float32).state_dict()
     if getattr(model_config, "tie_word_embeddings", False):
-        # Tied checkpoints store only the embedding; the model still has both names for one tensor.
+        # Both names for one tensor, as the sharded model's state dict has them.
         sd.setdefault("lm_head.weight", sd["model.embed_tokens.weight"])
     return {k: v.to(torch.float32) for k, v in sd.items()}
-
-
-def read_safetensors_dir(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = [p.name for p in sorted(path.glob("*.safetensors"))]
-    if not files:
-        raise FileNotFoundError(f"{path}: no *.safetensors weights (model.name_or_path must be a local HF model dir)")
-    sd: dict[str, torch.Tensor] = {}
-    for name in files:
-        sd.update(load_file(str(path / name)))
-    return sd
 
 
 def reset_rotary_buffers(model: nn.Module) -> None:
@@ -126,30 +109,73 @@ def reset_rotary_buffers(model: nn.Module) -> None:
                 getattr(module, name).copy_(buf.to(getattr(module, name).dtype))
 
 
-class SFTModel(nn.Module):
-    """A causal LM whose forward returns the summed CE over labelled tokens (see loss.py).
+class LMHeadLoss(nn.Linear):
+    """The LM head (the same nn.Linear: same parameters, same state-dict key) whose forward can also return
+    the loss: `head(hidden)` gives logits as before, `head(hidden, labels, positions, weights)` the chunked CE.
 
-    Wrapping lets the LM head run chunk by chunk on labelled positions only, inside the FSDP root's forward
-    (so its parameters are unsharded while it runs), instead of materialising (B, T, vocab) logits.
+    Computing the loss inside the head's own forward lets the head be an FSDP unit of its own: it is
+    gathered once for all chunks (and for their recompute in backward), and its gradient is reduce-scattered
+    when its backward is done, overlapping the decoder's backward, instead of sitting in the root unit.
+    """
+
+    loss_chunk_tokens: int = 4096
+
+    def forward(  # type: ignore[override]
+        self,
+        hidden: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if labels is None:
+            return super().forward(hidden)
+        return chunked_cross_entropy_sum(hidden, self._logits, labels, self.loss_chunk_tokens, positions, weights)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(h, self.weight, self.bias)
+
+
+class SFTModel(nn.Module):
+    """A causal LM whose forward returns the summed (weighted) CE over labelled tokens (see loss.py).
+
+    The LM head runs chunk by chunk on labelled positions only, instead of materialising (B, T, vocab)
+    logits. A plain nn.Linear head becomes an `LMHeadLoss` in place, so that FSDP can shard it as its own unit.
     """
 
     def __init__(self, lm: nn.Module, loss_chunk_tokens: int = 4096) -> None:
         super().__init__()
         self.lm = lm
         self.loss_chunk_tokens = loss_chunk_tokens
+        head = lm.get_output_embeddings()
+        if type(head) is nn.Linear:
+            head.__class__ = LMHeadLoss
+            head.loss_chunk_tokens = loss_chunk_tokens
 
     def forward(
-        self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor, **attn_kwargs: Any
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        labels: torch.Tensor,
+        label_positions: torch.Tensor | None = None,
+        label_weights: torch.Tensor | None = None,
+        **attn_kwargs: Any,
     ) -> torch.Tensor:
         # attention_mask=None + position_ids: transformers builds the per-document causal mask (SDPA), and
         # varlen kernels take cu_seq_lens_* from attn_kwargs.
         out = self.lm.get_decoder()(input_ids=input_ids, position_ids=position_ids, use_cache=False, **attn_kwargs)
+        head = self.lm.get_output_embeddings()
+        if isinstance(head, LMHeadLoss):
+            return head(out.last_hidden_state, labels, label_positions, label_weights)
         return chunked_cross_entropy_sum(
-            out.last_hidden_state, self.lm.get_output_embeddings(), labels, self.loss_chunk_tokens
+            out.last_hidden_state, head, labels, self.loss_chunk_tokens, label_positions, label_weights
         )
 
     def decoder_layers(self) -> nn.ModuleList:
         return self.lm.get_decoder().layers
+
+    def tied_embeddings(self) -> bool:
+        inp, out = self.lm.get_input_embeddings(), self.lm.get_output_embeddings()
+        return out is not None and inp.weight is out.weight
 
 
 def count_params(model_config: Any) -> tuple[int, int, int]:

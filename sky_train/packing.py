@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from sky_train.data import IGNORE_INDEX, Sample
@@ -62,44 +63,56 @@ class MicroBatch:
     position_ids: torch.Tensor  # (R, T) long, restarting at 0 at every document (padding is a document)
     doc_lens: list[list[int]]  # per row, the lengths of its documents (padding last), summing to T
     real_tokens: int  # non-padding tokens
+    # The flat indices (row * T + t) of the positions with a label, in order: the loss can gather exactly
+    # these (labels.view(-1)[label_positions]) without a data-dependent mask, i.e. without a host sync.
+    label_positions: torch.Tensor  # (L,) long
+    # For each of those positions, the label-token count of its document (sample), for per-sample loss
+    # weighting (each sample's token-mean CE: weight 1 / label_doc_tokens). Padding documents have no labels.
+    label_doc_tokens: torch.Tensor  # (L,) long
 
     @property
     def num_label_tokens(self) -> int:
-        return int((self.labels != IGNORE_INDEX).sum())
+        return int(self.label_positions.numel())
 
 
 def collate_rows(rows: list[list[Sample]], pad_id: int) -> MicroBatch:
-    """Concatenate each row's samples; pad rows to the longest with a padding document."""
+    """Concatenate each row's samples; pad rows to the longest with a padding document.
+
+    Samples may be lists or numpy views into the token cache: they are copied straight into preallocated
+    (R, T) arrays, never through Python lists.
+    """
     width = max(sum(len(s) for s in row) for row in rows)
-    ids, labels, pos, doc_lens = [], [], [], []
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # (R, T)
+    labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)  # (R, T)
+    pos = np.empty((len(rows), width), dtype=np.int64)  # (R, T)
+    doc_tokens = np.zeros((len(rows), width), dtype=np.int64)  # (R, T) label tokens of each position's document
+    doc_lens = []
     real = 0
-    for row in rows:
-        r_ids: list[int] = []
-        r_lab: list[int] = []
-        r_pos: list[int] = []
+    for r, row in enumerate(rows):
+        t = 0
         lens = []
         for s in row:
-            r_ids += s.input_ids
-            r_lab += s.labels
-            r_pos += range(len(s))
-            lens.append(len(s))
-        real += len(r_ids)
-        pad = width - len(r_ids)
-        if pad:
-            r_ids += [pad_id] * pad
-            r_lab += [IGNORE_INDEX] * pad
-            r_pos += range(pad)
-            lens.append(pad)
-        ids.append(r_ids)
-        labels.append(r_lab)
-        pos.append(r_pos)
+            n = len(s)
+            ids[r, t : t + n] = s.input_ids
+            labels[r, t : t + n] = s.labels
+            pos[r, t : t + n] = np.arange(n)
+            doc_tokens[r, t : t + n] = np.count_nonzero(labels[r, t : t + n] != IGNORE_INDEX)
+            lens.append(n)
+            t += n
+        real += t
+        if t < width:  # the padding document: pad ids, no labels, positions from 0
+            pos[r, t:] = np.arange(width - t)
+            lens.append(width - t)
         doc_lens.append(lens)
+    label_positions = np.flatnonzero(labels != IGNORE_INDEX)  # row-major: row * T + t, in order
     return MicroBatch(
-        input_ids=torch.tensor(ids, dtype=torch.long),
-        labels=torch.tensor(labels, dtype=torch.long),
-        position_ids=torch.tensor(pos, dtype=torch.long),
+        input_ids=torch.from_numpy(ids),
+        labels=torch.from_numpy(labels),
+        position_ids=torch.from_numpy(pos),
         doc_lens=doc_lens,
         real_tokens=real,
+        label_positions=torch.from_numpy(label_positions.astype(np.int64)),
+        label_doc_tokens=torch.from_numpy(doc_tokens.reshape(-1)[label_positions]),
     )
 
 

@@ -1,8 +1,8 @@
 """Apply activation checkpointing and FSDP2 to a plain model from the outside; load weights into the shards.
 
 Order (as the FSDP2 trainers we admire do it): meta model -> checkpoint-wrap each decoder layer ->
-`fully_shard` each decoder layer -> `fully_shard` the root (embeddings, final norm and LM head stay in the
-root unit, which also keeps tied embeddings correct) -> `to_empty` -> broadcast rank 0's weights.
+`fully_shard` each decoder layer, the input embedding and the LM head -> `fully_shard` the root (the final
+norm; a tied embedding/head stays there too) -> `to_empty` -> load the weights into the shards.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointImpl, checkpoint_wrapper
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
-from sky_train.model import SFTModel, reset_rotary_buffers
+from sky_train.model import LMHeadLoss, SFTModel, reset_rotary_buffers
 
 
 def apply_activation_checkpointing(model: SFTModel) -> None:
@@ -33,8 +33,14 @@ def apply_fsdp(
     cpu_offload: bool = False,
     reshard_after_forward: bool = True,
 ) -> None:
-    """Shard every decoder layer, then the root. bf16: bf16 compute and all-gathers, fp32 master weights,
-    fp32 gradient reduce-scatter (summing many bf16 gradients loses the small ones)."""
+    """Shard every decoder layer, the input embedding and the LM head (each its own unit), then the root.
+
+    bf16: bf16 compute and all-gathers, fp32 master weights, fp32 gradient reduce-scatter (summing many bf16
+    gradients loses the small ones). The embedding and the head of a 32B model are 1.56B parameters each:
+    as their own units they are gathered only while they run, and the head's reduce-scatter overlaps the
+    decoder's backward. A tied embedding and head are one tensor, so they stay together in the root.
+    A 2-D mesh ("replicate", "shard") gives hybrid sharding: shards within a group, replicas across groups.
+    """
     if cpu_offload and mesh.device_type != "cuda":
         raise ValueError("fsdp.cpu_offload=true needs CUDA devices: parameters already live on the CPU here")
     mp = (
@@ -43,19 +49,44 @@ def apply_fsdp(
         else MixedPrecisionPolicy()
     )
     offload = CPUOffloadPolicy(pin_memory=True) if cpu_offload else OffloadPolicy()
+    kw = dict(mesh=mesh, mp_policy=mp, offload_policy=offload)
     for layer in model.decoder_layers():
-        fully_shard(layer, mesh=mesh, mp_policy=mp, offload_policy=offload, reshard_after_forward=reshard_after_forward)
-    # The root's parameters are needed again right at the start of backward: do not reshard them.
-    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=offload, reshard_after_forward=False)
+        fully_shard(layer, reshard_after_forward=reshard_after_forward, **kw)
+    if not model.tied_embeddings():
+        fully_shard(model.lm.get_input_embeddings(), reshard_after_forward=reshard_after_forward, **kw)
+        head = model.lm.get_output_embeddings()
+        if isinstance(head, LMHeadLoss):  # its forward holds the whole loss, so one gather serves every chunk
+            # Backward starts with it: keep it gathered from its forward to its backward.
+            fully_shard(head, reshard_after_forward=False, **kw)
+    # The root (final norm, and a tied embedding/head) is needed again right at the start of backward.
+    fully_shard(model, reshard_after_forward=False, **kw)
 
 
-def load_sharded_weights(
-    model: nn.Module, full_state_dict: dict[str, torch.Tensor] | None, device: torch.device, cpu_offload: bool
-) -> None:
-    """Materialise the (meta) sharded model and fill it from rank 0's full state dict (None on other ranks).
+def gradient_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes of this rank's sharded gradients, bytes of unsharded gradients FSDP holds between micro-batches
+    without a gradient sync): what a rank keeps for gradients between micro-batches."""
+    sharded = sum(
+        (p.grad._local_tensor if hasattr(p.grad, "_local_tensor") else p.grad).nbytes
+        for p in model.parameters() if p.grad is not None
+    )
+    unsharded = 0
+    for module in model.modules():
+        state = module._get_fsdp_state() if hasattr(module, "_get_fsdp_state") else None
+        group = getattr(state, "_fsdp_param_group", None) if state is not None else None
+        for fsdp_param in group.fsdp_params if group is not None else []:
+            if fsdp_param.unsharded_accumulated_grad is not None:  # reduce dtype (fp32 under bf16)
+                unsharded += fsdp_param.unsharded_accumulated_grad.nbytes
+            param = getattr(fsdp_param, "_unsharded_param", None)  # the compute-dtype grad before the upcast
+            if param is not None and param.grad is not None:
+                unsharded += param.grad.nbytes
+    return sharded, unsharded
 
-    Keys are those of the wrapped transformers model ("model.layers.0...."); they are prefixed with "lm."
-    here. With CPU offload the shards live on the CPU and FSDP moves them to the GPU when it gathers them.
+
+def materialize_shards(model: nn.Module, device: torch.device, cpu_offload: bool) -> None:
+    """Allocate this rank's (uninitialised) shards of the meta model and recompute the rotary buffers; the
+    weights come next: `hf_io.load_pretrained_shards`, `load_sharded_weights` or a checkpoint.
+
+    With CPU offload the shards live on the CPU and FSDP moves them to the GPU when it gathers them.
     """
     model.to_empty(device="cpu" if cpu_offload else device)
     if cpu_offload:
@@ -64,15 +95,17 @@ def load_sharded_weights(
             for name, buf in module.named_buffers(recurse=False):
                 module._buffers[name] = buf.to(device)
     reset_rotary_buffers(model)
+
+
+def load_sharded_weights(model: nn.Module, full_state_dict: dict[str, torch.Tensor] | None) -> None:
+    """Fill the materialised shards from rank 0's full state dict (None on other ranks), broadcast.
+
+    For the random initialisation only (the tiny default, `model.pretrained=false`): rank 0 holds the whole
+    model here. Pretrained weights go through `hf_io.load_pretrained_shards` (each rank reads its own rows).
+    Keys are those of the wrapped transformers model ("model.layers.0...."); they are prefixed with "lm." here.
+    """
     sd = {} if full_state_dict is None else {f"lm.{k}": v for k, v in full_state_dict.items()}
     # set_model_state_dict modifies the dict it is given (NOTES.md); `sd` is already a fresh dict.
     set_model_state_dict(
         model, sd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=True)
     )
-
-
-def gather_full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """All ranks call this; rank 0 gets the full fp32 state dict on the CPU, keyed like the transformers
-    model, other ranks an empty dict."""
-    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return {k.removeprefix("lm."): v for k, v in sd.items()}

@@ -25,10 +25,11 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from sky_train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, save_hf
+from sky_train.checkpoint import CheckpointSaver, RunTotals, load_latest_checkpoint
 from sky_train.config import SkyTrainConfig, to_config
-from sky_train.data import Sample, build_samples, load_conversations
+from sky_train.data import Sample
 from sky_train.dist import all_reduce, init_distributed
+from sky_train.hf_io import check_model_dir, load_pretrained_shards, save_hf
 from sky_train.metrics import JsonlLogger, device_peak_flops, peak_memory_gb, training_flops
 from sky_train.model import (
     SFTModel, build_meta_model, count_params, load_full_state_dict, load_model_config, load_tokenizer,
@@ -36,7 +37,9 @@ from sky_train.model import (
 )
 from sky_train.optim import build_optimizer, lr_at
 from sky_train.packing import MicroBatch, collate_rows, cu_seqlens, plan_micro_batches, split_across_ranks
-from sky_train.parallel import apply_activation_checkpointing, apply_fsdp, gather_full_state_dict, load_sharded_weights
+from sky_train.parallel import apply_activation_checkpointing, apply_fsdp, load_sharded_weights, materialize_shards
+from sky_train.run_dir import claim_run_dir, plan_run, trim_metrics
+from sky_train.token_cache import load_samples
 
 
 @dataclass
@@ -70,20 +73,29 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     cfg = cfg if isinstance(cfg, SkyTrainConfig) else to_config(cfg)
 
     # ---- setup ------------------------------------------------------------------------------------------
-    info = init_distributed(cfg.device)
+    info = init_distributed(cfg.device, cfg.fsdp.replicate, cfg.train.cpu_threads)
     device = info.device
     torch.manual_seed(cfg.seed)
     run_dir = Path(cfg.run_dir)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    # Rank 0 reads the folder and decides: start, resume, or nothing to do (run_dir.py). A folder holding a
+    # run with other settings stops every rank here, naming the differences. Nothing is written before
+    # claim_run_dir below, so a start that fails leaves the folder as it was.
+    plan = plan_run(run_dir, cfg)
+    if plan.action == "finished":
+        if info.is_main:
+            print(f"[sky_train] {run_dir} holds this run, finished ({plan.summary['steps']} steps, last loss "
+                  f"{plan.summary['last_loss']:.4f}): nothing to do (train.overwrite=true trains it again)", flush=True)
+        return TrainResult(**{k: v for k, v in plan.summary.items() if k in TrainResult.__dataclass_fields__},
+                           losses=[])
 
     # ---- data -------------------------------------------------------------------------------------------
+    check_model_dir(cfg.model.name_or_path, cfg.model.pretrained, cfg.model.tokenizer)  # before the tokenizer
     tokenizer = load_tokenizer(cfg.model)
-    conversations = load_conversations(cfg.data.path, cfg.data.split, cfg.data.default_system, cfg.data.max_samples)
-    samples, report = build_samples(
-        conversations, tokenizer, cfg.data.max_seq_len, cfg.data.assistant_end, progress=info.is_main
-    )
+    # Rank 0 tokenizes once into <cache_dir>/<hash of data, tokenizer, template, cutoff>/ (or finds it there: a
+    # resumed run, another point of the sweep); every rank then memory-maps the flat token arrays, and each
+    # Sample is a view into them (token_cache.py). Collective: the other ranks wait for rank 0.
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else run_dir.parent / ".token_cache"
+    samples, report = load_samples(cfg.data, tokenizer, cache_dir, progress=info.is_main)
     steps_per_epoch = math.ceil(len(samples) / cfg.train.global_batch_size)
     total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     pad_id = tokenizer.pad_token_id
@@ -98,9 +110,13 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     if cfg.fsdp.activation_checkpointing:
         apply_activation_checkpointing(model)
     apply_fsdp(model, info.mesh, cfg.fsdp.mixed_precision, cfg.fsdp.cpu_offload, cfg.fsdp.reshard_after_forward)
-    full_sd = load_full_state_dict(cfg.model, model_config, cfg.seed) if info.is_main else None
-    load_sharded_weights(model, full_sd, device, cfg.fsdp.cpu_offload)
-    del full_sd
+    materialize_shards(model, device, cfg.fsdp.cpu_offload)  # this rank's shards (on the CPU with offload)
+    resuming = plan.action == "resume"  # then the checkpoint brings the weights (rank 0 decided, for all)
+    if not resuming and cfg.model.name_or_path is not None and cfg.model.pretrained:
+        # Every rank reads only its own rows of each tensor: no process ever holds the whole model.
+        load_pretrained_shards(model, cfg.model.name_or_path)
+    elif not resuming:  # random init (tiny default, model.pretrained=false): rank 0 draws it all, broadcasts
+        load_sharded_weights(model, load_full_state_dict(cfg.model, model_config, cfg.seed) if info.is_main else None)
     n_params, n_body, n_head = count_params(model_config)
     varlen = attn not in ("sdpa", "eager")  # varlen kernels take cu_seqlens instead of a mask
 
@@ -110,10 +126,14 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     optimizer = build_optimizer(model, o.lr, o.weight_decay, o.betas, o.eps, o.fused)
 
     # ---- resume -----------------------------------------------------------------------------------------
-    checkpoints = list_checkpoints(run_dir) if cfg.train.resume else []
-    start_step = load_checkpoint(checkpoints[-1], model, optimizer) if checkpoints else 0
+    # Rank 0 picks the newest usable checkpoint and broadcasts it; a broken one is named and every rank falls
+    # back to the previous one (checkpoint.py). Its trainer_state.json carries the run's totals so far.
+    loaded = load_latest_checkpoint(run_dir, model, optimizer) if resuming else None
+    start_step, totals = (loaded.step, loaded.totals) if loaded else (0, RunTotals())
     if info.is_main:
-        _trim_metrics(run_dir / "metrics.jsonl", start_step)  # drop steps logged after the checkpoint
+        claim_run_dir(run_dir, plan, cfg)  # config.yaml and run.json, now that data, model and checkpoint are found
+        trim_metrics(run_dir / "metrics.jsonl", start_step)  # drop steps logged after the checkpoint
+    saver = CheckpointSaver(run_dir, cfg.train.keep_checkpoints, cfg.train.async_save, device, cfg.fsdp.cpu_offload)
 
     peak_flops = device_peak_flops(device, cfg.metrics.peak_flops)
     wandb_run = _init_wandb(cfg) if cfg.metrics.wandb and info.is_main else None
@@ -121,6 +141,7 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
     if info.is_main:
         print(
             f"[sky_train] {n_params / 1e6:.1f}M params, attention={attn}, world={info.world_size}, device={device}, "
+            f"threads={torch.get_num_threads()}, "
             f"{report.samples} samples ({report.truncated} truncated at {cfg.data.max_seq_len} tokens, "
             f"{report.dropped} dropped), {total_steps} steps x {cfg.train.global_batch_size} samples",
             flush=True,
@@ -142,25 +163,33 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
         # with dummy micro-batches whose loss is multiplied by 0, so every parameter still gets a gradient.
         n_micro = int(all_reduce([len(micro_batches)], "max", device)[0])
         global_label_tokens = sum(s.num_label_tokens for s in batch)  # same on every rank: all see `batch`
-        # FSDP averages gradients over ranks; scaling by world_size turns that into the sum we want.
-        scale = info.world_size / global_label_tokens
+        # The loss's denominator: the batch's label tokens ("token"), or its samples ("sample", each token
+        # then weighted by 1 / its sample's label tokens). FSDP averages gradients over ranks; scaling by
+        # world_size turns that into the sum we want.
+        per_sample = cfg.train.loss_weighting == "sample"
+        denominator = len(batch) if per_sample else global_label_tokens
+        scale = info.world_size / denominator
 
         lr = lr_at(step, total_steps, o.lr, o.warmup_ratio, o.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        # Accumulated on the device and read once per step: no host sync per micro-batch.
+        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
         for i in range(n_micro):
             real = i < len(micro_batches)
             mb = micro_batches[i] if real else _dummy_micro_batch(pad_id)
-            # Reduce-scatter gradients only after the last micro-batch of the step.
-            model.set_requires_gradient_sync(i == n_micro - 1)
+            # Reduce-scatter after every micro-batch (sharded gradients in between), unless the opt-in
+            # no-sync mode keeps unsharded gradients until the last one.
+            model.set_requires_gradient_sync(cfg.fsdp.sync_every_micro_batch or i == n_micro - 1)
             kwargs = _varlen_kwargs(mb, device) if varlen else {}
+            weights = (1.0 / mb.label_doc_tokens.double()).float().to(device) if per_sample else None
             mb_loss = model(
-                mb.input_ids.to(device), mb.position_ids.to(device), mb.labels.to(device), **kwargs
+                mb.input_ids.to(device), mb.position_ids.to(device), mb.labels.to(device),
+                mb.label_positions.to(device), weights, **kwargs,
             )
             (mb_loss * (scale if real else 0.0)).backward()
             if real:
-                loss_sum += mb_loss.detach().double().cpu()
+                loss_sum += mb_loss.detach()
 
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.max_grad_norm)
         grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
@@ -169,9 +198,9 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
 
         # One collective for the step's numbers: loss sum, computed (rows x width) tokens, rows.
         loss_total, step_computed, step_rows = all_reduce(
-            [loss_sum.item(), sum(mb.input_ids.numel() for mb in micro_batches),
+            [float(loss_sum), sum(mb.input_ids.numel() for mb in micro_batches),
              sum(mb.input_ids.shape[0] for mb in micro_batches)], "sum", device)
-        loss = loss_total / global_label_tokens
+        loss = loss_total / denominator
         dt = time.perf_counter() - t0  # the collective above waited for every rank's step
         doc_lens = [len(s) for s in batch]
         step_tokens = sum(doc_lens)
@@ -197,29 +226,36 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{step_tokens / dt:.0f}")
             bar.update()
         if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < total_steps:
-            save_checkpoint(run_dir, step + 1, model, optimizer, cfg.train.keep_checkpoints)
+            # Staged (copied) here, seconds; written in the background while the next steps run.
+            saver.save(step + 1, model, optimizer,
+                       totals.plus(len(losses), total_tokens, computed_tokens, total_time, losses[0]))
     bar.close()
+    saver.close()  # the last background save is written and renamed into place before the export
 
     # ---- export -----------------------------------------------------------------------------------------
     hf_dir = None
     if cfg.train.export_hf:
-        full = gather_full_state_dict(model)  # collective: every rank takes part, rank 0 receives
-        if info.is_main:
-            dtype = torch.bfloat16 if cfg.fsdp.mixed_precision == "bf16" else torch.float32
-            hf_dir = str(save_hf(full, model_config, tokenizer, run_dir / "hf", type(lm).__name__, dtype))
-        del full
+        dtype = torch.bfloat16 if cfg.fsdp.mixed_precision == "bf16" else torch.float32
+        # Collective: every rank gathers tensor by tensor; rank 0 writes each file as the tensors arrive.
+        out = save_hf(model, model_config, tokenizer, run_dir / "hf", type(lm).__name__, dtype,
+                      base_dir=cfg.model.name_or_path, assistant_end=cfg.data.assistant_end)
+        hf_dir = str(out) if out is not None else None
 
-    efficiency = total_tokens / computed_tokens if computed_tokens else 1.0
+    # The whole run, the parts before a resume included (their totals came with the checkpoint).
+    run = totals.plus(len(losses), total_tokens, computed_tokens, total_time, losses[0] if losses else None)
+    efficiency = run.tokens / run.computed_tokens if run.computed_tokens else 1.0
     result = TrainResult(
-        run_dir=str(run_dir), steps=total_steps, resumed_from=start_step, tokens=total_tokens,
-        tokens_per_s=total_tokens / total_time if total_time else 0.0,
-        first_loss=losses[0] if losses else float("nan"), last_loss=losses[-1] if losses else float("nan"),
+        run_dir=str(run_dir), steps=total_steps, resumed_from=start_step, tokens=run.tokens,
+        tokens_per_s=run.tokens / run.time_s if run.time_s else 0.0,
+        first_loss=run.first_loss if run.first_loss is not None else float("nan"),
+        last_loss=losses[-1] if losses else float("nan"),
         losses=losses, hf_dir=hf_dir, packing_efficiency=efficiency, truncated=report.truncated,
         dropped=report.dropped,
     )
     if info.is_main:
         summary = {k: v for k, v in asdict(result).items() if k != "losses"}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        (run_dir / "summary.json.tmp").write_text(json.dumps(summary, indent=2))
+        (run_dir / "summary.json.tmp").replace(run_dir / "summary.json")  # atomic: it marks the run finished
         resumed = f" (resumed after step {start_step})" if start_step else ""
         print(
             f"[sky_train] done: {result.steps} steps{resumed}, {result.tokens} tokens, {result.tokens_per_s:.0f} tokens/s, "
@@ -229,20 +265,14 @@ def train(cfg: SkyTrainConfig | Any) -> TrainResult:
         )
         if logger is not None:
             logger.close()
+        if cfg.metrics.plot:  # <run_dir>/loss.png; without matplotlib, one line saying how to install it
+            from sky_train.plot import plot_at_end_of_run
+
+            plot_at_end_of_run(run_dir)
         if wandb_run is not None:
             wandb_run.finish()
     dist.barrier()  # no rank starts another job (a sweep's next point) while others still export
     return result
-
-
-def _trim_metrics(path: Path, done_steps: int) -> None:
-    """Keep the logged steps up to `done_steps` (those a resumed run will not redo); atomically."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= done_steps]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
 
 
 def _dummy_micro_batch(pad_id: int) -> MicroBatch:

@@ -46,6 +46,9 @@ def test_sky_t1_32b_states_the_original_recipe():
     assert (cfg.optim.lr, cfg.train.epochs, cfg.train.global_batch_size, cfg.data.max_seq_len) == (1e-5, 3, 96, 16384)
     assert (cfg.optim.warmup_ratio, cfg.optim.weight_decay, cfg.optim.max_grad_norm) == (0.1, 0.0, 1.0)
     assert (cfg.fsdp.mixed_precision, cfg.fsdp.cpu_offload, cfg.fsdp.activation_checkpointing) == ("bf16", True, True)
+    assert cfg.train.loss_weighting == "sample"  # HF Trainer's mean of per-sample means, micro-batch 1
+    assert cfg.fsdp.sync_every_micro_batch  # unsharded gradients between micro-batches would be 131 GB per GPU
+    assert cfg.train.save_every > 0 and cfg.train.async_save  # a 19-hour job saves, in the background
 
 
 def test_bad_values_fail_at_composition():
@@ -67,7 +70,8 @@ def test_multirun_sweep_writes_one_deterministic_run_dir_per_point(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # One folder per point, named by the job's overrides (the same on every torchrun rank).
-    points = sorted(p for p in (tmp_path / "runs" / "sw_sweep").iterdir() if p.is_dir())
+    # (.token_cache beside them: the tokenized data, shared by the points)
+    points = sorted(p for p in (tmp_path / "runs" / "sw_sweep").iterdir() if p.is_dir() and p.name[0] != ".")
     assert len(points) == 2, points
     lrs = {}
     for point in points:
@@ -75,3 +79,26 @@ def test_multirun_sweep_writes_one_deterministic_run_dir_per_point(tmp_path):
         assert "run_name" not in swept  # run_name/run_dir name the sweep, not the point
         lrs[float(swept["optim.lr"])] = json.loads((point / "metrics.jsonl").read_text().splitlines()[0])["lr"]
     assert lrs[2e-3] == pytest.approx(2 * lrs[1e-3])
+
+
+def test_python_api_starts_from_the_command_line_defaults():
+    """to_config({...}) from Python and `python -m sky_train ...` give the same run for the same overrides."""
+    from dataclasses import asdict
+
+    api = to_config({"optim": {"lr": 1e-3}, "train": {"max_steps": 3}})
+    cli = to_config(composed(["optim.lr=1e-3", "train.max_steps=3", "run_dir=runs/default"]))
+    assert asdict(api) == asdict(cli)
+    assert api.run_dir == "runs/default" and api.fsdp.mixed_precision == "fp32" and api.data.max_seq_len == 2048
+    exp = to_config({"model": {"name_or_path": "/m"}, "data": {"path": "/d"}}, experiment="sky_t1_32b")
+    exp_cli = to_config(composed(["experiment=sky_t1_32b", "model.name_or_path=/m", "data.path=/d",
+                                  "run_dir=runs/sky_t1_32b"]))
+    assert asdict(exp) == asdict(exp_cli)
+
+
+def test_threads_per_rank_share_the_node():
+    from sky_train.dist import cpu_threads_per_rank
+
+    assert cpu_threads_per_rank(None, 8, 128) == 16  # 8 ranks on a 128-core host: 16 threads each
+    assert cpu_threads_per_rank(None, 1, 2) == 2
+    assert cpu_threads_per_rank(None, 4, 2) == 1
+    assert cpu_threads_per_rank(3, 8, 128) == 3  # train.cpu_threads wins

@@ -26,7 +26,8 @@ def test_chat_rendering_matches_qwen_format(tokenizer):
     ]
     # Without a system message the Qwen2.5 template inserts its default one.
     no_sys = render_segments(msgs[1:], tokenizer)
-    assert no_sys[0][0] == f"<|im_start|>system\n{QWEN_DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n"
+    assert no_sys[0][0] == (f"<|im_start|>system\n{QWEN_DEFAULT_SYSTEM}<|im_end|>\n"
+                            "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_only_assistant_tokens_are_trained_in_every_turn(tokenizer):
@@ -111,11 +112,13 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
 
 
 def test_record_without_assistant_turn_names_file_and_line(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [sky_record("q", "a"), {"conversations": [{"from": "user", "value": "q"}]}])
+    no_reply = {"conversations": [{"from": "user", "value": "q"}]}
+    path = write_jsonl(tmp_path / "d.jsonl", [sky_record("q", "a"), no_reply])
     with pytest.raises(DataError, match=rf"{path}:2: no assistant turn"):
         load_conversations(path)
     listed = tmp_path / "d.json"
-    listed.write_text(json.dumps([sky_record("q", "a"), sky_record("q", "a"), {"messages": [{"role": "user", "content": "q"}]}]))
+    no_reply = {"messages": [{"role": "user", "content": "q"}]}
+    listed.write_text(json.dumps([sky_record("q", "a"), sky_record("q", "a"), no_reply]))
     with pytest.raises(DataError, match=rf"{listed}\[2\]: no assistant turn"):
         load_conversations(listed)
 
@@ -145,3 +148,58 @@ def test_a_template_error_names_the_record(tokenizer):
     conv = Conversation([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "train.jsonl:7")
     with pytest.raises(DataError, match=r"train.jsonl:7: cannot render with the chat template: Conversation roles"):
         tokenize_conversation(conv, Broken(), 100)
+
+
+def test_non_utf8_bytes_name_the_file_and_line(tmp_path):
+    good = json.dumps(sky_record("q", "a")).encode()
+    jsonl = tmp_path / "latin1.jsonl"
+    jsonl.write_bytes(good + b"\n" + good + b"\n" + good.replace(b'"q"', b'"caf\xe9"') + b"\n")
+    with pytest.raises(DataError, match=rf"{jsonl}:3: not valid UTF-8 at byte \d+ of the line"):
+        load_conversations(jsonl)
+    listed = tmp_path / "latin1.json"
+    text = b"[\n" + good + b",\n  " + good.replace(b'"a"', b'"\xff"') + b"\n]"
+    listed.write_bytes(text)
+    offset = text.index(b"\xff")
+    with pytest.raises(DataError, match=rf"{listed}: not valid UTF-8 at byte {offset} \(line 3 column "):
+        load_conversations(listed)
+
+
+def test_a_pretty_printed_json_object_is_one_record(tmp_path):
+    rec = sky_record("What is 1+1?", "2", system="sys")
+    one = tmp_path / "one.json"
+    one.write_text("\n" + json.dumps(rec, indent=2) + "\n")
+    (conv,) = load_conversations(one)
+    assert conv.messages[1:] == [{"role": "user", "content": "What is 1+1?"}, {"role": "assistant", "content": "2"}]
+    assert conv.source == f"{one}:2"  # the line the object starts on
+    # A byte-order mark in front changes nothing.
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(rec).encode() + b"\n")
+    assert load_conversations(bom)[0].messages == conv.messages
+
+
+def test_records_under_one_list_valued_key_are_read_and_the_key_is_named(tmp_path, capsys):
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"version": 2, "data": [sky_record("q", "a"), sky_record("q2", "a2")]}, indent=1))
+    convs = load_conversations(wrapped)
+    assert [c.messages[-1]["content"] for c in convs] == ["a", "a2"]
+    assert convs[1].source == f"{wrapped}['data'][1]"
+    assert f"{wrapped}: one JSON object; reading its 2 records from key 'data'" in capsys.readouterr().out
+    bad = tmp_path / "wrapped_bad.json"
+    bad.write_text(json.dumps({"data": [sky_record("q", "a"), {"messages": []}]}, indent=1))
+    with pytest.raises(DataError, match=rf"{bad}\['data'\]\[1\]: no assistant turn"):
+        load_conversations(bad)
+
+
+def test_a_broken_pretty_printed_object_says_where(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "conversations": [\n    {"from": "user" "value": "q"}\n  ]\n}\n')
+    with pytest.raises(DataError, match=rf"{broken}: malformed JSON: neither JSONL \(line 1 .*\) nor one JSON "
+                                        r"object \(line 3 column 21: Expecting ','"):
+        load_conversations(broken)
+
+
+def test_a_list_element_that_is_not_an_object_names_its_index(tmp_path):
+    listed = tmp_path / "d.json"
+    listed.write_text(json.dumps([sky_record("q", "a"), "just a string"]))
+    with pytest.raises(DataError, match=rf"{listed}\[1\]: expected a JSON object, got str"):
+        load_conversations(listed)

@@ -60,7 +60,8 @@ def test_packed_rows_restart_positions_and_pad_as_their_own_document():
     mb = collate_rows([[a, b], [c]], pad_id=0)
     assert mb.input_ids.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 0]]
     assert mb.position_ids.tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
-    assert mb.labels.tolist() == [[2, 3, IGNORE_INDEX, 5, IGNORE_INDEX], [IGNORE_INDEX, 8, 9, IGNORE_INDEX, IGNORE_INDEX]]
+    I = IGNORE_INDEX  # noqa: E741
+    assert mb.labels.tolist() == [[2, 3, I, 5, I], [I, 8, 9, I, I]]
     assert mb.doc_lens == [[3, 2], [4, 1]]
     assert mb.real_tokens == 9 and mb.num_label_tokens == 5
     cu, max_len = cu_seqlens(mb.doc_lens)
@@ -97,3 +98,36 @@ def test_unpacked_micro_batches_hold_one_sample_per_row():
     samples = [_sample(range(1, n + 1), [True] * n) for n in (3, 7, 5)]
     mbs = plan_micro_batches(samples, 16, 1, packing=False, pad_id=0)
     assert [mb.input_ids.shape for mb in mbs] == [torch.Size([1, 7]), torch.Size([1, 5]), torch.Size([1, 3])]
+
+
+def test_label_positions_and_document_label_counts_by_hand():
+    a = _sample([1, 2, 3], [False, True, True])  # labels 2, 3, I: 2 label tokens
+    b = _sample([4, 5], [False, True])  # labels 5, I: 1
+    c = _sample([6, 7, 8, 9], [False, False, True, True])  # labels I, 8, 9, I: 2
+    mb = collate_rows([[a, b], [c]], pad_id=0)  # T = 5; row 1 ends with one padding token
+    # Flat (row * 5 + t) positions of the labels 2, 3, 5 | 8, 9, and the label count of each one's document.
+    assert mb.label_positions.tolist() == [0, 1, 3, 6, 7]
+    assert mb.label_doc_tokens.tolist() == [2, 2, 1, 2, 2]
+    assert mb.label_positions.dtype == mb.label_doc_tokens.dtype == torch.long
+    assert mb.labels.view(-1)[mb.label_positions].tolist() == [2, 3, 5, 8, 9]
+    assert mb.num_label_tokens == 5
+    # Per-sample weighting: the weights 1 / label_doc_tokens sum to 1 per document, so to the number of samples.
+    assert (1.0 / mb.label_doc_tokens.double()).sum().item() == pytest.approx(3.0)
+
+
+def test_samples_backed_by_numpy_views_collate_like_lists():
+    import numpy as np
+
+    lists = [_sample([1, 2, 3], [False, True, True]), _sample([4, 5, 6, 7], [False, False, True, True])]
+    flat_ids = np.array([t for s in lists for t in s.input_ids], dtype=np.int32)
+    flat_labels = np.array([t for s in lists for t in s.labels], dtype=np.int32)
+    views = [Sample(flat_ids[0:3], flat_labels[0:3], "v0", num_label_tokens=2),
+             Sample(flat_ids[3:7], flat_labels[3:7], "v1")]
+    assert [len(s) for s in views] == [3, 4] and views[1].num_label_tokens == 2
+    for packing in (True, False):
+        want = plan_micro_batches(lists, 8, 2, packing, pad_id=0)
+        got = plan_micro_batches(views, 8, 2, packing, pad_id=0)
+        for w, g in zip(want, got, strict=True):
+            for field in ("input_ids", "labels", "position_ids", "label_positions", "label_doc_tokens"):
+                assert torch.equal(getattr(g, field), getattr(w, field)) and getattr(g, field).dtype == torch.long
+            assert g.doc_lens == w.doc_lens and g.real_tokens == w.real_tokens

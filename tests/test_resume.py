@@ -64,3 +64,44 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, save_every):
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-5, atol=1e-6, msg=k)
     # Only the newest checkpoint is kept (train.keep_checkpoints=1).
     assert len(list(resumed.glob("step_*"))) == 1
+
+
+TWO_RANKS = ["device=cpu", "seed=1", "data.max_samples=16", "data.max_seq_len=1200", "train.global_batch_size=8",
+             "train.max_steps=3", "optim.lr=3e-3", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
+             "train.export_hf=false", "metrics.plot=false", "train.save_every=1", "train.keep_checkpoints=2"]
+
+
+def _torchrun(run_dir, *extra):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sky_train",
+           f"run_dir={run_dir}", *TWO_RANKS, *extra]
+    return subprocess.run(cmd, cwd=run_dir.parent, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_ranks_agree_to_fall_back_when_one_cannot_load_the_newest_checkpoint(tmp_path):
+    """Rank 1's shard file of the newest checkpoint is zeroed (its size intact, so only loading finds it out;
+    DCP spreads replicated items over both ranks' files, so both ranks read from it): both ranks fall back to
+    the previous checkpoint together and end where the run done in one go ended. Then a start with other
+    settings stops both ranks with the same message (no rank left waiting)."""
+    run_dir = tmp_path / "run"
+    done = _torchrun(run_dir)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    reference = _metrics(run_dir)
+    # As if killed during step 3: steps 1 and 2 are checkpointed (2 kept), nothing after step 2 is logged.
+    (run_dir / "summary.json").unlink()
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reference[:2]))
+    shard = run_dir / "step_000002" / "__1_0.distcp"
+    shard.write_bytes(bytes(shard.stat().st_size))
+
+    resumed = _torchrun(run_dir)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    warning = [line for line in resumed.stderr.splitlines() if "cannot be resumed" in line]
+    assert len(warning) == 1 and "step_000002 cannot be resumed from: loading failed (ranks 0, 1: " in warning[0]
+    assert "UnpicklingError on rank " in warning[0], warning  # the rank whose read failed first
+    assert "resumed after step 1" in resumed.stdout
+    assert [r["loss"] for r in _metrics(run_dir)] == pytest.approx([r["loss"] for r in reference], rel=1e-6)
+
+    other = _torchrun(run_dir, "optim.lr=1e-3")
+    assert other.returncode != 0
+    assert other.stderr.count("optim.lr: 0.003 (that run) -> 0.001 (now)") >= 2  # raised on both ranks

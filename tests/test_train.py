@@ -35,7 +35,9 @@ def tiny_cfg(run_dir, **over):
 
 
 def reference_run(cfg):
-    """Plain transformers, no FSDP, no packing: each sample alone through the model."""
+    """Plain transformers, no FSDP, no packing: each sample alone through the model. The loss is the mean
+    over the batch's label tokens, or (train.loss_weighting=sample) the mean over its samples of each
+    sample's token mean, as HF Trainer computes it with one sample per micro-batch."""
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(cfg.model)
@@ -56,6 +58,8 @@ def reference_run(cfg):
         for s in batch:
             logits = model(input_ids=torch.tensor([s.input_ids]), use_cache=False).logits[0]
             ce = F.cross_entropy(logits, torch.tensor(s.labels), ignore_index=IGNORE_INDEX, reduction="sum")
+            if cfg.train.loss_weighting == "sample":
+                ce = ce / s.num_label_tokens * n / len(batch)  # so that ce / n is (sample mean) / B
             (ce / n).backward()
             total += ce.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.max_grad_norm)
