@@ -7,15 +7,27 @@ Seeds: each request is sampled with its own seed, `request_seed(sampling.seed, r
 responses to a problem do not depend on which other problems share its batch, on the batch size, or on
 whether the run was resumed. Backends that cannot seed per request (OpenAI-compatible servers that ignore
 `seed`) say so in `info()`.
+
+Streaming results: `generate(..., on_result=f)` calls `f(i, generation)` once per request, in the caller's thread
+or the backend's worker thread, as soon as request i is complete (the `openai` and `ray` backends: as replies
+arrive; the others: when the call's work is done). sky_data's generate stage writes each one to disk there, so
+a run killed mid-call keeps every answer that had arrived.
+
+Failed requests: by default one request that cannot be answered fails the whole call. Backends that talk to a
+server take `errors="record"` as well: a request refused for its own content (HTTP 400/413/422: a prompt over
+the context length, content filters) then comes back as a Generation with no texts and `error` set, and the
+others go on. Faults that concern every request (a bad key, an unknown model, a server that stays down after
+the retries) still fail the call.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Backend", "Generation", "Request", "SamplingConfig", "request_seed"]
+__all__ = ["Backend", "Generation", "OnResult", "Request", "SamplingConfig", "request_seed"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +67,12 @@ class Generation:
     finish_reasons: list[str | None] = field(default_factory=list)  # "stop", "length" (truncated) or None
     prompt_tokens: int | None = None
     completion_tokens: list[int | None] = field(default_factory=list)  # per response; None when unknown
+    error: str | None = None  # set (and texts empty) only when the request itself was refused (errors="record")
 
     def __post_init__(self) -> None:
         k = len(self.texts)
+        if self.error is not None and k:
+            raise ValueError(f"a failed generation has no texts, got {k}")
         if not self.finish_reasons:
             self.finish_reasons = [None] * k
         if not self.completion_tokens:
@@ -67,12 +82,17 @@ class Generation:
                              f"{len(self.completion_tokens)} token counts")
 
 
+OnResult = Callable[[int, Generation], None]  # (request index, its generation), once per request
+
+
 @runtime_checkable
 class Backend(Protocol):
-    name: str  # "vllm", "openai", "transformers", "replay"
+    name: str  # "vllm", "openai", "ray", "transformers", "replay"
 
-    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True) -> list[Generation]:
-        """One Generation of exactly `sampling.n` texts per request, in request order."""
+    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True,
+                 on_result: OnResult | None = None) -> list[Generation]:
+        """One Generation of exactly `sampling.n` texts per request, in request order (see the module docstring
+        for `on_result` and for failed requests)."""
         ...
 
     def info(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from sky_data.backends.base import Generation, Request, SamplingConfig, request_seed
+from sky_data.backends.base import Generation, OnResult, Request, SamplingConfig, request_seed
 
 __all__ = ["TransformersBackend", "find_stop"]
 
@@ -119,7 +119,8 @@ class TransformersBackend:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     @torch.inference_mode()
-    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True) -> list[Generation]:
+    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True,
+                 on_result: OnResult | None = None) -> list[Generation]:
         greedy = sampling.temperature == 0
         prompts = [self.prompt_ids(r.messages) for r in requests]
         # one row per response to draw; greedy responses are all the same, so one row serves all n
@@ -140,6 +141,9 @@ class TransformersBackend:
             results = [done[(i, 0 if greedy else j)] for j in range(sampling.n)]
             out.append(Generation(texts=[r[0] for r in results], finish_reasons=[r[1] for r in results],
                                   prompt_tokens=len(prompts[i]), completion_tokens=[r[2] for r in results]))
+        if on_result is not None:
+            for i, g in enumerate(out):
+                on_result(i, g)
         return out
 
     def _generate_batch(self, prompts: list[list[int]], seeds: list[int],

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sky_data.backends.base import Generation, Request, SamplingConfig
+from sky_data.backends.base import Generation, OnResult, Request, SamplingConfig
 
 __all__ = ["MissingResponsesError", "ReplayBackend", "replay_key"]
 
@@ -99,7 +99,8 @@ class ReplayBackend:
         self.path = Path(path)
         self._records, self._sha256 = load_replay(self.path)
 
-    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True) -> list[Generation]:
+    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True,
+                 on_result: OnResult | None = None) -> list[Generation]:
         missing = [r.key for r in requests if r.key not in self._records]
         if missing:
             shown = ", ".join(repr(k) for k in missing[:_EXAMPLES])
@@ -116,6 +117,9 @@ class ReplayBackend:
             # the first n: a file with 64 samples per problem serves avg@16 with the same responses every time
             out.append(Generation(texts=g.texts[:n], finish_reasons=g.finish_reasons[:n],
                                   prompt_tokens=None, completion_tokens=g.completion_tokens[:n]))
+        if on_result is not None:
+            for i, g in enumerate(out):
+                on_result(i, g)
         return out
 
     def info(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import inspect
 import os
 from typing import Any
 
-from sky_data.backends.base import Generation, Request, SamplingConfig, request_seed
+from sky_data.backends.base import Generation, OnResult, Request, SamplingConfig, request_seed
 
 __all__ = ["CPU_KV_CACHE_GIB", "VLLMBackend"]
 
@@ -70,7 +70,8 @@ class VLLMBackend:
         self.llm = vllm.LLM(**kwargs)
         self._version = vllm.__version__
 
-    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True) -> list[Generation]:
+    def generate(self, requests: list[Request], sampling: SamplingConfig, progress: bool = True,
+                 on_result: OnResult | None = None) -> list[Generation]:
         from vllm import SamplingParams
 
         if not requests:
@@ -100,6 +101,9 @@ class VLLMBackend:
             gens.append(Generation(texts=[o.text for o in samples], finish_reasons=[o.finish_reason for o in samples],
                                    prompt_tokens=len(out.prompt_token_ids or []),
                                    completion_tokens=[len(o.token_ids) for o in samples]))
+        if on_result is not None:
+            for i, g in enumerate(gens):
+                on_result(i, g)
         return gens
 
     def prompts_too_long(self, requests: list[Request]) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible backend against a scripted fake server (stdlib http.server on 127.0.0.1).
+"""The OpenAI-compatible backend against a scripted fake server (`sky_data.fake_server`, on 127.0.0.1).
 
 By default the fake server answers like a seeded vLLM: choice i of a request with `seed` s has the content
 f"{prompt}#{s + i}", so a test can tell from the texts alone which seed produced each response.
@@ -8,101 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from sky_data.backends import Request, SamplingConfig, make_backend, request_seed
 from sky_data.backends.openai import MalformedReply, parse_reply
-
-Behaviour = Callable[[dict, int], Any]  # (request body, attempt number for this prompt) -> reply
-
-
-def completion(body: dict, choices: list[dict] | None = None, usage: dict | None = None) -> tuple[int, dict, dict]:
-    prompt = body["messages"][-1]["content"]
-    seed = body.get("seed", 0)
-    if choices is None:
-        choices = [{"index": i, "message": {"role": "assistant", "content": f"{prompt}#{seed + i}"},
-                    "finish_reason": "stop"} for i in range(body.get("n", 1))]
-    usage = usage or {"prompt_tokens": 7, "completion_tokens": 3 * len(choices)}
-    return 200, {"id": "x", "object": "chat.completion", "choices": choices, "usage": usage}, {}
-
-
-class FakeServer:
-    def __init__(self) -> None:
-        self.behave: Behaviour = lambda body, attempt: completion(body)
-        self.delay_s = 0.0
-        self.calls: list[dict] = []
-        self.auth: list[str] = []
-        self.attempts: Counter = Counter()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
-
-    def handle(self, body: dict, auth: str) -> Any:
-        prompt = body["messages"][-1]["content"]
-        with self.lock:
-            self.calls.append(body)
-            self.auth.append(auth)
-            self.attempts[prompt] += 1
-            attempt = self.attempts[prompt]
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.delay_s)
-            return self.behave(body, attempt)
-        finally:
-            with self.lock:  # before the reply is written, so the client cannot start its next call first
-                self.in_flight -= 1
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        result = self.server.fake.handle(body, self.headers.get("Authorization", ""))
-        if result == "drop":
-            self.close_connection = True  # no reply at all: the client sees the connection end
-            return
-        status, payload, headers = result
-        self.reply(status, payload, headers)
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.reply(200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "test",
-                                                     "root": "/models/fake", "max_model_len": 512}]}, {})
-
-    def reply(self, status: int, payload: Any, headers: dict) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
+from sky_data.fake_server import FakeServer, completion, serve
 
 @pytest.fixture
 def fake():
-    fake = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.fake = fake
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    fake.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
+    with serve() as fake:
+        yield fake
 
 
 def backend(fake: FakeServer, **kw: Any):
