@@ -87,7 +87,7 @@ class RewriteCfg(LLMCfg):
 class DifficultyCfg(LLMCfg):
     enabled: bool = False
     # keep[source] = [lo, hi]: keep problems of that source rated lo..hi (inclusive); sources not named are kept
-    keep: dict[str, list[float]] = field(default_factory=dict)
+    keep: dict[str, list[Any]] = field(default_factory=dict)  # numbers; Any: OmegaConf refuses int for float
     model: str | None = "gpt-4o-mini"
     temperature: float = 0.0
     max_tokens: int = 512
@@ -113,7 +113,13 @@ class DedupCfg:
     decontaminate: bool = True  # drop problems that share an n-gram with a benchmark question
     benchmarks_dir: str | None = None  # DIR/<task>/test.jsonl (the layout of ../shared/data); null: none checked
     benchmarks: list[str] = field(default_factory=list)  # empty: every benchmark sky_eval knows
-    ngram: int = 8  # words per n-gram in the overlap check
+    # words per n-gram in the overlap check. 13 (GPT-3's choice), not 8: at 8 words, 3-40% of each math
+    # benchmark's questions "overlap" another benchmark through stock wording ("where m and n are relatively
+    # prime positive integers"), and training problems written the same way would be dropped for it
+    ngram: int = 13
+    # leave out n-grams that two or more benchmark questions share (stock phrases); every benchmark question
+    # keeps n-grams of its own, so a copied question is still caught
+    skip_shared: bool = True
 
 
 @dataclass
@@ -215,6 +221,12 @@ def validate(cfg: DataConfig) -> None:
         raise ValueError(f"dedup.near_threshold must be in (0, 1], got {cfg.dedup.near_threshold}")
     if cfg.dedup.ngram < 1 or cfg.dedup.shingle < 1:
         raise ValueError("dedup.ngram and dedup.shingle must be >= 1")
+    from sky_data.dedup import BENCHMARKS
+
+    unknown = [b for b in cfg.dedup.benchmarks if b not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"dedup.benchmarks: unknown {unknown}; known: {', '.join(sorted(BENCHMARKS))}")
     for src, rng in cfg.difficulty.keep.items():
-        if len(rng) != 2 or rng[0] > rng[1]:
+        if (len(rng) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)
+                or rng[0] > rng[1]):
             raise ValueError(f"difficulty.keep.{src} must be [lo, hi] with lo <= hi, got {rng}")

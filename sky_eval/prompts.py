@@ -114,9 +114,7 @@ def _by_placement(before: str, after: str, boxed: str) -> str:
 
 
 def _sky_t1() -> str:
-    # Imported on use: `sky_train/__init__.py` imports the trainer, and with it torch (~2 s), so importing
-    # `sky_train.embedded` is not free even though the string itself is.
-    from sky_train.embedded import SKY_T1_SYSTEM_PROMPT
+    from sky_data.prompts import SKY_T1_SYSTEM_PROMPT  # the data pipeline's, so train, data and eval share one
 
     return SKY_T1_SYSTEM_PROMPT
 

@@ -68,6 +68,7 @@ class Generation:
     prompt_tokens: int | None = None
     completion_tokens: list[int | None] = field(default_factory=list)  # per response; None when unknown
     error: str | None = None  # set (and texts empty) only when the request itself was refused (errors="record")
+    total_completion_tokens: int | None = None  # all n responses' new tokens as the server billed them (usage)
 
     def __post_init__(self) -> None:
         k = len(self.texts)

@@ -12,6 +12,8 @@ from sky_data.verify.code import (
     check_program,
     compare_output,
     decode_lcb_private_tests,
+    extract_code,
+    verdict_reason,
 )
 from sky_data.verify.math import (
     MathVerdict,
@@ -41,7 +43,9 @@ __all__ = [
     "decode_lcb_private_tests",
     "extract_answer",
     "extract_choice",
+    "extract_code",
     "isolation",
     "math_equal",
     "run_sandboxed",
+    "verdict_reason",
 ]

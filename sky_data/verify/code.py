@@ -51,6 +51,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from sky_data.verify.math import solution_regions
 from sky_data.verify.sandbox import SandboxRun, run_sandboxed
 
 STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory", "compile_error", "judge_error")
@@ -389,3 +390,59 @@ def check_program(program: str, timeout_s: float = 6.0, memory_mb: int = 1024, i
     if not (run.record and run.record.get("completed") is True):
         return Verdict(False, [TestOutcome("runtime_error", "exited before its checks ran to the end", run.time_s)])
     return Verdict(True, [TestOutcome("passed", "", run.time_s)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The program of a response, and a verdict in a few words (shared by sky_data's selection and sky_eval)
+
+PYTHON_TAGS = ("", "python", "py", "python3")
+
+_FENCE = re.compile(r"^[ \t]*```+[ \t]*([\w+#.-]*)[^\n`]*$")  # an opening or closing fence line, and its tag
+
+
+def extract_code(response: object) -> str | None:
+    """The program of a response, or None when it has none.
+
+    The last fenced block tagged python (`python`, `py`, `python3`, any case) or untagged, of the
+    `<|begin_of_solution|> ... <|end_of_solution|>` section when the response has one and it holds such a block,
+    else of the whole text (the same order as the math verifier's `extract_answer`). Fences are paired line by
+    line, so a ```cpp block is skipped whole and never lends its closing fence to the next block; a block still
+    open at the end (a truncated output) does not count; an empty block is no program.
+    """
+    if not isinstance(response, str):
+        return None
+    for region in solution_regions(response):
+        blocks = [code for tag, code in _fenced_blocks(region) if tag.lower() in PYTHON_TAGS and code.strip()]
+        if blocks:
+            return blocks[-1]
+    return None
+
+
+_MARKER = re.compile(r"<\|(?:begin|end)_of_(?:thought|solution)\|>")
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(tag, code) of each closed fenced block, in order. A Sky-T1 marker glued to a fence
+    ("```<|end_of_thought|>") is set on its own line first, so the fence still counts."""
+    blocks, tag, lines = [], None, []
+    for line in _MARKER.sub(lambda m: "\n" + m.group(0) + "\n", text).split("\n"):
+        m = _FENCE.match(line)
+        if tag is None:
+            if m:
+                tag, lines = m.group(1), []
+        elif m and not m.group(1):  # a bare fence closes the block
+            blocks.append((tag, "\n".join(lines) + "\n"))
+            tag = None
+        else:
+            lines.append(line)
+    return blocks
+
+
+def verdict_reason(v: Verdict) -> str:
+    """ "passed", or the first failing test's "status: reason" ("no tests" for a problem without any)."""
+    if v.passed:
+        return "passed"
+    bad = next((o for o in v.outcomes if o.status != "passed"), None)
+    if bad is None:
+        return "no tests"
+    return f"{bad.status}: {bad.reason}" if bad.reason else bad.status

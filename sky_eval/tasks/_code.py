@@ -1,11 +1,8 @@
 """What the code tasks share: taking the program out of a response, reading APPS/TACO tests, and judging with
 sky_data's code judge (the one rejection sampling uses), in a sandbox.
 
-Code extraction: the last fenced block tagged python (`python`, `py`, `python3`, any case) or untagged, of the
-`<|begin_of_solution|> ... <|end_of_solution|>` section when the response has one and it holds such a
-block, else of the whole text (the same order as the math verifier's `extract_answer`). Fences are paired line
-by line, so a ```cpp block is skipped whole and never lends its closing fence to the next block; a block still
-open at the end (a truncated output) does not count. No block, or an empty one: `Score(False, None, "no code")`.
+Code extraction is `sky_data.verify.code.extract_code` (the last python block of the solution section); no
+block, or an empty one: `Score(False, None, "no code")`.
 
 Scoring: every response's code with its problem's tests goes to ONE `check_code_batch` call (each test of each
 program is a job, `workers` at a time); a Score's reason is "passed" or the first failing test's
@@ -17,62 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from sky_data.verify import SandboxUnavailable, Verdict, check_code_batch, check_program, isolation
-from sky_data.verify.math import solution_regions
+from sky_data.verify import SandboxUnavailable, check_code_batch, check_program, isolation
+from sky_data.verify.code import extract_code, verdict_reason  # noqa: F401  (re-exported for the tasks)
 from sky_eval.tasks.base import Problem, Score, need
 
 DEFAULT_TIMEOUT_S = 6.0  # per test, as check_code (and SkyThought's LiveCodeBench harness)
-PYTHON_TAGS = ("", "python", "py", "python3")
-
-_FENCE = re.compile(r"^[ \t]*```+[ \t]*([\w+#.-]*)[^\n`]*$")  # an opening or closing fence line, and its tag
-
-
-def extract_code(response: object) -> str | None:
-    """The program of a response (see the module docstring), or None when it has none."""
-    if not isinstance(response, str):
-        return None
-    for region in solution_regions(response):
-        blocks = [code for tag, code in _fenced_blocks(region) if tag.lower() in PYTHON_TAGS and code.strip()]
-        if blocks:
-            return blocks[-1]
-    return None
-
-
-_MARKER = re.compile(r"<\|(?:begin|end)_of_(?:thought|solution)\|>")
-
-
-def _fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """(tag, code) of each closed fenced block, in order. A Sky-T1 marker glued to a fence
-    ("```<|end_of_thought|>") is set on its own line first, so the fence still counts."""
-    blocks, tag, lines = [], None, []
-    for line in _MARKER.sub(lambda m: "\n" + m.group(0) + "\n", text).split("\n"):
-        m = _FENCE.match(line)
-        if tag is None:
-            if m:
-                tag, lines = m.group(1), []
-        elif m and not m.group(1):  # a bare fence closes the block
-            blocks.append((tag, "\n".join(lines) + "\n"))
-            tag = None
-        else:
-            lines.append(line)
-    return blocks
-
-
-def verdict_reason(v: Verdict) -> str:
-    """ "passed", or the first failing test's "status: reason" ("no tests" for a problem without any)."""
-    if v.passed:
-        return "passed"
-    bad = next((o for o in v.outcomes if o.status != "passed"), None)
-    if bad is None:
-        return "no tests"
-    return f"{bad.status}: {bad.reason}" if bad.reason else bad.status
-
-
 def score_tests(items: list[tuple[Problem, str]], workers: int | None = None, timeout_s: float | None = None,
                 progress: bool = False) -> list[Score]:
     """Judge each response's code on its problem's tests (`problem.answer`: APPS/TACO `input_output` or a

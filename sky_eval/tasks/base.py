@@ -17,11 +17,19 @@ Loading, shared by every task (the helpers below the registry):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
+
+from sky_data.sources.rows import (  # noqa: F401  (hub_file, need: re-exported to the task modules)
+    Row,
+    hub_file,
+    hub_rows,
+    iter_jsonl,
+    jsonl_rows,
+    need,
+)
 
 __all__ = ["Problem", "PromptConfig", "Row", "Score", "Task", "TASKS", "get_task", "register"]
 
@@ -137,63 +145,11 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading helpers, shared by the task modules
-
-
-class Row(NamedTuple):
-    index: int  # 0-based among the source's records, before any filter
-    where: str  # "path:line" or "<hub_path> row i": what an error names
-    record: dict
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, record) of each non-blank line; a bad line is an error naming the file and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield lineno, rec
+# Loading helpers, shared by the task modules (the generic row readers live in sky_data.sources.rows)
 
 
 def local_file(data_dir: str | Path, name: str) -> Path:
     return Path(data_dir) / name / "test.jsonl"
-
-
-def jsonl_rows(paths: Iterable[Path]) -> Iterator[Row]:
-    """The records of one or more JSONL files in order; the index runs on across files."""
-    index = 0
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such file: {path}")
-        for lineno, rec in iter_jsonl(Path(path)):
-            yield Row(index, f"{path}:{lineno}", rec)
-            index += 1
-
-
-def hub_rows(path: str, name: str | None, split: str) -> Iterator[Row]:
-    """The rows of `load_dataset(path, name, split=split)` (a hub repository, or a local directory like one)."""
-    import datasets
-
-    ds = datasets.load_dataset(path, name, split=split)
-    label = f"{path}" + (f" ({name})" if name else "") + f" [{split}]"
-    for i, rec in enumerate(ds):
-        yield Row(i, f"{label} row {i}", rec)
-
-
-def hub_file(repo: str, filename: str) -> Path:
-    """A raw file of a hub dataset repository (downloaded once, then cached by huggingface_hub), or of a local
-    directory standing in for one. For repositories whose loading script `datasets>=4` no longer runs."""
-    if Path(repo).is_dir():
-        return Path(repo) / filename
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(repo_id=repo, filename=filename, repo_type="dataset"))
 
 
 def task_rows(task: Task, data_dir: str | Path | None, opts: dict[str, Any]) -> Iterator[Row]:
@@ -233,24 +189,3 @@ def collect(task_name: str, rows: Iterable[Row], parse: Callable[[Row], Problem 
 def check_limit(task_name: str, limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"task {task_name!r}: limit must be a non-negative integer or None, got {limit!r}")
-
-
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
-               dict: "an object"}
-
-
-def need(rec: dict, key: str, where: str, kind: type | tuple[type, ...] = str, required: bool = True,
-         nonempty: bool = True) -> Any:
-    """`rec[key]`, checked: present (unless not `required`: then None), of `kind`, and not blank when a string."""
-    value = rec.get(key)
-    if value is None:
-        if required:
-            raise ValueError(f"{where}: field {key!r} is missing")
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-        raise ValueError(f"{where}: field {key!r} must be {names}, got {type(value).__name__} {str(value)[:60]!r}")
-    if nonempty and isinstance(value, str) and not value.strip():
-        raise ValueError(f"{where}: field {key!r} is empty")
-    return value
