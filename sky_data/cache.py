@@ -59,7 +59,8 @@ class RequestCache:
         if rec is None:
             return None
         return Generation(texts=rec["texts"], finish_reasons=rec["finish_reasons"],
-                          prompt_tokens=rec.get("prompt_tokens"), completion_tokens=rec["completion_tokens"])
+                          prompt_tokens=rec.get("prompt_tokens"), completion_tokens=rec["completion_tokens"],
+                          total_completion_tokens=rec.get("total_completion_tokens"))
 
     def hashes(self) -> list[str]:
         return list(self._by_hash)
@@ -75,7 +76,7 @@ class RequestCache:
             return
         rec = {"hash": h, "stage": stage, "key": key, "texts": gen.texts, "finish_reasons": gen.finish_reasons,
                "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-               "cost_usd": cost_usd, "time": round(time.time(), 3)}
+               "total_completion_tokens": gen.total_completion_tokens, "cost_usd": cost_usd, "time": round(time.time(), 3)}
         self._by_hash[h] = rec
         self.log.append(rec)
 

@@ -292,9 +292,8 @@ def ask(clients: Clients, stage: str, llm: LLMCfg, cache: RequestCache, ledger: 
                 errors.append({"stage": stage, "key": key, "error": gen.error, "time": round(time.time(), 3)})
                 return
             cost = request_cost(gen, llm)
-            tokens = (gen.prompt_tokens or 0, sum(t or 0 for t in gen.completion_tokens))
-            ledger.add(problem.source, f"{stage}_prompt_tokens", tokens[0])
-            ledger.add(problem.source, f"{stage}_completion_tokens", tokens[1])
+            ledger.add(problem.source, f"{stage}_prompt_tokens", gen.prompt_tokens or 0)
+            ledger.add(problem.source, f"{stage}_completion_tokens", completion_tokens(gen) or 0)
             ledger.add(problem.source, f"{stage}_usd", cost or 0.0)
             cache.put(h, stage, key, gen, cost)
             answers[key] = gen
@@ -310,13 +309,21 @@ def ask(clients: Clients, stage: str, llm: LLMCfg, cache: RequestCache, ledger: 
     return answers
 
 
+def completion_tokens(gen: Generation) -> int | None:
+    """All new tokens of a request: the per-sample counts, else the server's total (usage), else None."""
+    if all(t is not None for t in gen.completion_tokens):
+        return sum(gen.completion_tokens)
+    return gen.total_completion_tokens
+
+
 def request_cost(gen: Generation, llm: LLMCfg) -> float | None:
     """USD of one answered request at the stage's prices; None when the server did not say how many tokens."""
     if llm.price_input == 0 and llm.price_output == 0:
         return 0.0
-    if gen.prompt_tokens is None or any(t is None for t in gen.completion_tokens):
+    out = completion_tokens(gen)
+    if gen.prompt_tokens is None or out is None:
         return None
-    return (gen.prompt_tokens * llm.price_input + sum(gen.completion_tokens) * llm.price_output) / 1e6
+    return (gen.prompt_tokens * llm.price_input + out * llm.price_output) / 1e6
 
 
 # ---------------------------------------------------------------------------------------------------------
