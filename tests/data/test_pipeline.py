@@ -392,3 +392,16 @@ def test_config_errors_name_the_key():
         run_pipeline({"source": {"path": "x.jsonl"}})
     with pytest.raises(ValueError, match="select.per_problem=3"):
         run_pipeline({"source": {"path": "x.jsonl"}, "teacher": {"model": "m", "n": 2}, "select": {"per_problem": 3}})
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "sky_data"
+                                                         / "source").glob("*.yaml")))
+def test_every_source_config_composes_and_its_parts_are_valid(name):
+    from sky_data.config import default_config, to_config
+    from sky_data.sources import SOURCES, part_cfg
+
+    overrides = [f"source={name}", "teacher.model=m"] + (["source.path=x.jsonl"] if name == "local" else [])
+    cfg = to_config(default_config(overrides))
+    assert cfg.source.name in set(SOURCES) | {"mix"}
+    for i, part in enumerate(cfg.source.parts):
+        assert part_cfg(i, part).name in SOURCES
