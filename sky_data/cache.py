@@ -76,7 +76,8 @@ class RequestCache:
             return
         rec = {"hash": h, "stage": stage, "key": key, "texts": gen.texts, "finish_reasons": gen.finish_reasons,
                "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-               "total_completion_tokens": gen.total_completion_tokens, "cost_usd": cost_usd, "time": round(time.time(), 3)}
+               "total_completion_tokens": gen.total_completion_tokens, "cost_usd": cost_usd,
+               "time": round(time.time(), 3)}
         self._by_hash[h] = rec
         self.log.append(rec)
 
