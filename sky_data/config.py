@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sky_data.typed_config import merge_onto
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sky_data"
 
 SOURCES = ("local", "numina", "apps", "taco", "math", "aime", "still2", "mix")
@@ -152,21 +154,11 @@ def to_config(cfg: DictConfig | dict | DataConfig | None = None, **overrides: An
     A dict is merged onto the command line's defaults, so `to_config({"teacher": {"n": 4}})` and
     `python -m sky_data teacher.n=4` describe the same run. `overrides` are dotted keys.
     """
-    schema = OmegaConf.structured(DataConfig)
-    if isinstance(cfg, DataConfig):
-        cfg = OmegaConf.structured(cfg)
-    elif cfg is None or isinstance(cfg, dict):
+    if cfg is None or isinstance(cfg, dict):
         base = default_config()
         OmegaConf.set_struct(base, False)
         cfg = OmegaConf.merge(base, OmegaConf.create(cfg or {}))
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    for key in ("hydra", "defaults"):
-        if key in cfg:
-            del cfg[key]
-    merged = OmegaConf.merge(schema, cfg)
-    for dotted, value in overrides.items():
-        OmegaConf.update(merged, dotted, value, merge=True)
-    out: DataConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    out = merge_onto(DataConfig, cfg, overrides)
     validate(out)
     return out
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sky_data.typed_config import merge_onto
+
 # Its own directory: conf/ holds sky_train's groups (model/, data/, ...), and `model=...` here is a plain key.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "eval"
 
@@ -111,24 +113,14 @@ def to_config(cfg: DictConfig | dict | EvalConfig | None = None, **overrides: An
     `python -m sky_eval n=4` describe the same run. `overrides` are dotted keys:
     `to_config(cfg, **{"vllm.dtype": "float32"})`.
     """
-    schema = OmegaConf.structured(EvalConfig)
-    if isinstance(cfg, EvalConfig):
-        cfg = OmegaConf.structured(cfg)
-    elif cfg is None or isinstance(cfg, dict):
+    if cfg is None or isinstance(cfg, dict):
         user = OmegaConf.create(cfg or {})
         if (CONF_DIR / "sky_eval.yaml").is_file():
             base = default_config()
             OmegaConf.set_struct(base, False)
             user = OmegaConf.merge(base, user)
         cfg = user
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    for key in ("hydra", "defaults"):
-        if key in cfg:
-            del cfg[key]
-    merged = OmegaConf.merge(schema, cfg)
-    for dotted, value in overrides.items():
-        OmegaConf.update(merged, dotted, value, merge=True)
-    out: EvalConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    out = merge_onto(EvalConfig, cfg, overrides)
     if isinstance(out.tasks, str):  # tasks=math500 on the command line
         out.tasks = [out.tasks]
     out.tasks = list(out.tasks)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sky_data.backends import Backend, Generation, Request, SamplingConfig, make_backend
+from sky_data.store import EventLog, read_json, write_json_atomic, write_text_atomic
 from sky_eval.config import EvalConfig, to_config
 from sky_eval.metrics import task_metrics
 from sky_eval.tasks import Problem, PromptConfig, Task, get_task
@@ -381,40 +382,6 @@ def check_unique_ids(task: str, problems: list[Problem]) -> None:
         if str(p.id) in seen:
             raise ValueError(f"task {task}: problem id {p.id!r} appears twice")
         seen.add(str(p.id))
-
-
-def read_json(path: Path) -> dict:
-    try:
-        out = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(out, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return out
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-class EventLog:
-    """log.jsonl: one JSON object per event, with the time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, event: str, **fields: Any) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------

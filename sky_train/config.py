@@ -18,6 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sky_data.typed_config import merge_onto
+
 
 @dataclass
 class ModelConfig:
@@ -175,10 +177,7 @@ def to_config(
     `run_dir` defaults to `runs/<run_name>` as on the command line. Unknown keys and values of the wrong type
     raise here, before any work starts. `overrides` are dotted keys, e.g. `to_config(cfg, **{"optim.lr": 2e-5})`.
     """
-    schema = OmegaConf.structured(SkyTrainConfig)
-    if isinstance(cfg, SkyTrainConfig):
-        cfg = OmegaConf.structured(cfg)
-    elif cfg is None or isinstance(cfg, dict):
+    if cfg is None or isinstance(cfg, dict):
         user = OmegaConf.create(cfg or {})
         experiment = user.pop("experiment", None) or experiment
         base = _command_line_defaults(experiment)
@@ -190,14 +189,7 @@ def to_config(
             user.run_dir = f"runs/{user.get('run_name') or 'default'}"
         cfg = user
     # Hydra-only sections (hydra:, defaults:) are not ours.
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    for key in ("hydra", "defaults", "experiment", "debug"):
-        if key in cfg:
-            del cfg[key]
-    merged = OmegaConf.merge(schema, cfg)
-    for dotted, value in overrides.items():
-        OmegaConf.update(merged, dotted, value, merge=True)
-    out: SkyTrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    out = merge_onto(SkyTrainConfig, cfg, overrides, drop=("hydra", "defaults", "experiment", "debug"))
     out.optim.betas = tuple(out.optim.betas)  # type: ignore[assignment]
     validate(out)
     return out
