@@ -56,14 +56,15 @@ class LLMCfg:
     top_p: float = 1.0
     max_tokens: int = 16384  # new tokens per sample
     seed: int = 0  # base seed; each request's own is derived from it and the request's key
-    concurrency: int = 16  # openai: HTTP requests in flight (over all replicas)
+    concurrency: int = 16  # openai: HTTP requests in flight (over all replicas); ray: extra.concurrency (actors)
     max_retries: int = 6  # per request, on 429/5xx/timeouts/malformed replies
     timeout_s: float = 600.0  # per HTTP request
     chunk_size: int = 256  # requests per backend call for in-process engines (each chunk is saved as it ends)
     price_input: float = 0.0  # USD per million prompt tokens (for report.json's money spent)
     price_output: float = 0.0  # USD per million completion tokens
-    extra: dict[str, Any] = field(default_factory=dict)  # other backend arguments (vllm: tensor_parallel_size,
-    #                                                      dtype, max_model_len; ray: see backends/ray.py)
+    # other backend arguments: vllm {tensor_parallel_size, dtype, max_model_len, ...}; ray {address, engine,
+    # concurrency (actors per URL, or engine replicas), batch_size, ...}; replay {path}. See sky_data/backends/.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -235,8 +235,9 @@ def build_backend(stage: str, llm: LLMCfg) -> Backend:
     extra = dict(llm.extra)
     if llm.backend in ("openai", "ray"):
         kwargs = dict(model=llm.model, base_url=llm.base_url, api_key_env=llm.api_key_env,
-                      concurrency=llm.concurrency, max_retries=llm.max_retries, timeout_s=llm.timeout_s,
-                      errors="record")
+                      max_retries=llm.max_retries, timeout_s=llm.timeout_s, errors="record")
+        if llm.backend == "openai":  # ray's `concurrency` counts actors (or engine replicas): set it in `extra`
+            kwargs["concurrency"] = llm.concurrency
     elif llm.backend == "replay":
         kwargs = {}
     else:

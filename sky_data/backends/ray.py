@@ -1,6 +1,6 @@
 """Generation spread over a Ray cluster with Ray Data's LLM batch processors (`ray.data.llm.build_processor`).
-Install with `pip install 'sky-recipe[ray]' aiohttp` (Ray's HTTP stage imports aiohttp, which ray[data] does not
-bring); every Ray worker needs sky-recipe installed too, since the pre- and postprocess functions below travel to
+Install with `pip install 'sky-recipe[ray]'` (which adds aiohttp: Ray's HTTP stage imports it and ray[data] does
+not bring it); every Ray worker needs sky-recipe installed too, since the pre- and postprocess functions below travel to
 the workers by reference.
 
     from sky_data.backends import make_backend
@@ -102,7 +102,7 @@ def import_ray() -> Any:
         import ray.data.llm  # noqa: F401 - the LLM batch API comes with ray[data]
         import aiohttp  # noqa: F401 - Ray's HTTP stage needs it; ray[data] alone does not bring it
     except ImportError as e:
-        raise ImportError("the ray backend needs Ray Data and aiohttp: pip install 'sky-recipe[ray]' aiohttp; "
+        raise ImportError("the ray backend needs Ray Data and aiohttp: pip install 'sky-recipe[ray]'; "
                           f"importing them failed with: {e}") from e
     return ray
 

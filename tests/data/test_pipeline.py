@@ -248,9 +248,11 @@ def test_sigkill_mid_run_then_rerun_pays_once_and_writes_what_an_uninterrupted_r
     with serve() as fake:
         fake.behave = Teacher()
         fake.delay_s = 0.05
-        args = [sys.executable, "-m", "sky_data", f"source.path={problems}", "teacher.model=fake-model",
-                f"teacher.base_url={fake.base_url}", "teacher.n=2", "teacher.concurrency=4",
-                "rewrite.enabled=false", "progress=false", "dedup.near=false"]
+        # the contract keys, as a user types them
+        args = [sys.executable, "-m", "sky_data", "source=local", f"source.path={problems}", "teacher.backend=openai",
+                "teacher.model=fake-model", f"teacher.base_url={fake.base_url}", "teacher.n=2", "teacher.max_tokens=64",
+                "teacher.temperature=0.5", "teacher.concurrency=4", "rewrite.enabled=false", "select.per_problem=2",
+                "dedup.near=false"]
         cache = tmp_path / "killed" / "cache" / "requests.jsonl"
         proc = subprocess.Popen(args + [f"out_dir={tmp_path / 'killed'}"], env=subprocess_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -274,9 +276,14 @@ def test_sigkill_mid_run_then_rerun_pays_once_and_writes_what_an_uninterrupted_r
         r = subprocess.run(args + [f"out_dir={tmp_path / 'killed'}"], env=subprocess_env(), capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "SFT records" in r.stdout  # the human summary
         again = dict(fake.attempts)
-        # the reference: the same run, never stopped (in this process: the command line is tested above)
-        run_pipeline(config(problems, fake, tmp_path / "whole", **{"teacher.n": 2, "teacher.extra": {}}))
+        assert fake.max_in_flight <= 4
+        assert {(c["n"], c["max_tokens"], c["temperature"]) for c in fake.calls} == {(2, 64, 0.5)}
+        # the reference: the same run, never stopped (in this process)
+        run_pipeline(config(problems, fake, tmp_path / "whole", **{
+            "teacher.n": 2, "teacher.max_tokens": 64, "teacher.temperature": 0.5, "select.per_problem": 2,
+            "teacher.extra": {}}))
 
     # a request answered and saved before the kill was never sent again; at most the 4 in flight were resent
     question = {f"generate:{pid(a, b)}": QUESTION.format(a=a, b=b) for a, b in sums}
@@ -370,21 +377,6 @@ def test_export_is_what_sky_train_reads(problems_file, teacher, tmp_path, tokeni
     assert len(samples) == len(convs)
 
 
-def test_command_line_contract_keys(problems_file, teacher, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sky_data", "source=local", f"source.path={problems_file}",
-                        f"out_dir={tmp_path / 'cli'}", "teacher.backend=openai", f"teacher.base_url={teacher.base_url}",
-                        "teacher.model=fake-model", "teacher.n=3", "teacher.max_tokens=64", "teacher.temperature=0.5",
-                        "teacher.concurrency=2", "rewrite.enabled=false", "select.per_problem=2"],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "SFT records" in r.stdout
-    body = teacher.calls[0]
-    assert body["n"] == 3 and body["max_tokens"] == 64 and body["temperature"] == 0.5
-    assert teacher.max_in_flight <= 2
-    report = json.loads((tmp_path / "cli" / "report.json").read_text())
-    assert report["teacher"]["n"] == 3
-
-
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match="source.path"):
         run_pipeline({"source": {"name": "local"}, "teacher": {"model": "m"}})
@@ -405,3 +397,25 @@ def test_every_source_config_composes_and_its_parts_are_valid(name):
     assert cfg.source.name in set(SOURCES) | {"mix"}
     for i, part in enumerate(cfg.source.parts):
         assert part_cfg(i, part).name in SOURCES
+
+
+def test_a_transformers_teacher_samples_what_plain_generate_does(exported_model, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = write_jsonl(tmp_path / "p.jsonl", [{"problem": QUESTION.format(a=a, b=b), "answer": str(a + b)}
+                                              for a, b in SUMS[:2]])
+    report = run_pipeline({"out_dir": str(tmp_path / "out"), "progress": False, "source": {"path": str(path)},
+                           "rewrite": {"enabled": False},
+                           "teacher": {"backend": "transformers", "model": str(exported_model), "n": 1,
+                                       "temperature": 0.0, "max_tokens": 8, "system_prompt": None}})
+    assert report["totals"]["teacher_requests"] == 2 and report["totals"]["samples"] == 2
+    tok = AutoTokenizer.from_pretrained(exported_model)
+    model = AutoModelForCausalLM.from_pretrained(exported_model, dtype=torch.float32)
+    got = {s["problem_id"]: s["teacher"] for s in read_jsonl(tmp_path / "out" / "samples.jsonl")}
+    for a, b in SUMS[:2]:
+        prompt = tok.apply_chat_template([{"role": "user", "content": MATH_USER.format(problem=QUESTION.format(
+            a=a, b=b))}], add_generation_prompt=True, tokenize=False)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        out = model.generate(ids, max_new_tokens=8, do_sample=False)
+        assert got[pid(a, b)] == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
