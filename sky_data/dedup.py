@@ -15,8 +15,9 @@ lets the first occurrence win:
    has N-4 shingles and the word is in 5 of them, so J = (N-9)/(N+1) (60 words: 51/61 = 0.84, under 0.9); the
    first or last word changed: J = (N-5)/(N-3) (0.96). A math problem with one number changed is a different
    problem, which is why the threshold is high.
-3. `decontaminate`: drop a problem that shares any word n-gram (8 by default) with a benchmark question from
-   `DIR/<task>/test.jsonl` (the layout of ../shared/data and of sky_eval's `data_dir`).
+3. `decontaminate`: drop a problem that shares any word n-gram (`ngram` words; the pipeline's default is 13,
+   see `DedupCfg`) with a benchmark question from `DIR/<task>/test.jsonl` (the layout of ../shared/data and of
+   sky_eval's `data_dir`); `skip_shared` leaves out n-grams that two benchmark questions share (stock wording).
 
 "Words" are the space-separated words of `normalize_question`: prose words, LaTeX command names, and formulas
 glued together (`x^2+1=y` is one word, `\\frac{m}{n}` is `\\frac m n`, three). sky_data never imports sky_eval;
