@@ -62,12 +62,9 @@ class RequestCache:
                           prompt_tokens=rec.get("prompt_tokens"), completion_tokens=rec["completion_tokens"],
                           total_completion_tokens=rec.get("total_completion_tokens"))
 
-    def hashes(self) -> list[str]:
-        return list(self._by_hash)
-
-    def record(self, h: str) -> dict | None:
-        """The stored record (stage, key, cost_usd, time...) of hash `h`."""
-        return self._by_hash.get(h)
+    def records(self) -> list[dict]:
+        """Every stored answer's record (hash, stage, key, tokens, cost_usd, time...), one per hash."""
+        return list(self._by_hash.values())
 
     def put(self, h: str, stage: str, key: str, gen: Generation, cost_usd: float | None) -> None:
         if gen.error is not None or not gen.texts:

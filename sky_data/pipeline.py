@@ -74,7 +74,7 @@ def run_pipeline(cfg: DataConfig | dict | Any = None, backends: dict[str, Backen
     timings: dict[str, float] = {}
     cache = RequestCache(out / "cache" / "requests.jsonl")
     verdicts = VerdictCache(out / "cache" / "verdicts.jsonl")
-    clients = Clients(cfg, dict(backends or {}))
+    clients = Clients(dict(backends or {}))
     try:
         # ------------------------------------------------------------------ 1. sources
         t = time.monotonic()
@@ -214,8 +214,7 @@ def chat(system: str | None, user: str) -> list[dict[str, str]]:
 class Clients:
     """The backends of the run's stages, built on first use (a fully cached run starts no engine)."""
 
-    def __init__(self, cfg: DataConfig, given: dict[str, Backend]) -> None:
-        self.cfg = cfg
+    def __init__(self, given: dict[str, Backend]) -> None:
         self.backends = given
         self.built: list[Backend] = []
 
@@ -435,7 +434,7 @@ def build_report(cfg: DataConfig, out: Path, ledger: Ledger, cache: RequestCache
     def rounded(c: Counter) -> dict[str, Any]:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in sorted(c.items())}
 
-    answered = [cache.record(h) for h in cache.hashes()]
+    answered = cache.records()
     spent_all_runs = sum(r.get("cost_usd") or 0.0 for r in answered)
     unknown_cost = sum(1 for r in answered if r.get("cost_usd") is None)
     total = ledger.total()
