@@ -32,7 +32,7 @@ def ray_local():
         if os.environ.get("SKY_REQUIRE_RAY") == "1":
             pytest.fail(f"SKY_REQUIRE_RAY=1 but Ray Data's LLM API does not import: {type(e).__name__}: {e}")
         pytest.skip(f"Ray Data's LLM API does not import ({type(e).__name__}: {e}); pip install 'sky-recipe[ray]' "
-                    "aiohttp to run these, and set SKY_REQUIRE_RAY=1 to make this a failure")
+                    "to run these, and set SKY_REQUIRE_RAY=1 to make this a failure")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False)
