@@ -62,6 +62,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "apps": ("question",),
     "taco": ("question",),
     "humaneval": ("prompt",),
+    "toy_addition": ("problem",),  # the toy recipe's held-out sums (sky_data.toy)
 }
 # benchmark -> the id field(s), first one present wins; none present: the record's 0-based index in the file.
 # The ids are sky_eval's, so a reported match can be looked up there.
@@ -78,6 +79,7 @@ BENCHMARK_IDS: dict[str, tuple[str, ...]] = {
     "apps": _OTHER_IDS,
     "taco": _OTHER_IDS,
     "humaneval": ("task_id",),
+    "toy_addition": ("id",),
 }
 
 

@@ -7,9 +7,10 @@
 
 A trace works digit by digit, as a person would and as the real recipe's long thoughts do on harder problems:
 the ones (and their carry), the tens plus the carry, the hundreds when the tens carry, then the sum in
-`\\boxed{}` inside the four Sky-T1 markers. A small model trained on such traces learns some arithmetic (the
-issue measured 23/60 unseen sums greedily after ~5 minutes of CPU training); trained on bare answers it learns
-almost none. So the thought matters, and an imperfect teacher leaves rejection sampling something to reject.
+`\\boxed{}` inside the four Sky-T1 markers. A 2-layer Qwen2 (2M parameters) trained from scratch on 2,000 such
+traces solves about a third of unseen sums after 375 steps (~2.5 minutes on 2 CPU cores) and over 90% after ~560
+(3,000 traces, 3 epochs); the issue measured that bare answers teach almost no arithmetic (2/60). Learning is
+sudden, so a briefly trained model is an imperfect teacher, which leaves rejection sampling something to reject.
 
 Splits are of *unordered* pairs: 12 + 30 and 30 + 12 always land in the same split, so no held-out sum is
 the mirror image of one the teacher or a student was trained on.
@@ -21,13 +22,16 @@ import json
 import random
 from pathlib import Path
 
-from sky_data.prompts import MATH_USER, SKY_T1_SYSTEM_PROMPT
+from sky_data.prompts import MATH_USER
 from sky_data.store import write_jsonl_atomic
 
-__all__ = ["HIGH", "LOW", "addition_answer_only", "addition_question", "addition_trace", "read_sums",
+__all__ = ["HIGH", "LOW", "TOY_SYSTEM", "addition_answer_only", "addition_question", "addition_trace", "read_sums",
            "split_sums", "write_problems", "write_seed_set"]
 
 LOW, HIGH = 10, 99  # two-digit operands, both ends included
+# The toy's system prompt: Sky-T1's own (SKY_T1_SYSTEM_PROMPT) is ~220 tokens with the tiny tokenizer, twice a
+# whole trace, and would cost a model trained from scratch most of its compute on a constant prefix.
+TOY_SYSTEM = "Think digit by digit, then answer."
 
 
 def addition_question(a: int, b: int) -> str:
@@ -40,13 +44,11 @@ def addition_trace(a: int, b: int) -> str:
     ones = a % 10 + b % 10
     carry = ones // 10
     tens = a // 10 + b // 10 + carry
-    steps = [f"I need to add {a} and {b}. I will go digit by digit, from the ones to the tens.",
-             f"Ones: {a % 10} + {b % 10} = {ones}. " + (f"I write {ones % 10} and carry 1." if carry
-                                                      else f"I write {ones} and carry nothing."),
-             f"Tens: {a // 10} + {b // 10}" + (" + 1 (the carry)" if carry else "") + f" = {tens}. "
-             + (f"I write {tens % 10} and carry 1." if tens >= 10 else f"I write {tens}.")]
+    steps = [f"{a} + {b}, digit by digit.",
+             f"Ones: {a % 10} + {b % 10} = {ones}. Write {ones % 10}, carry {carry}.",
+             f"Tens: {a // 10} + {b // 10} + {carry} = {tens}. Write {tens % 10}, carry {tens // 10}."]
     if tens >= 10:
-        steps.append("Hundreds: only the carry, 1. I write 1.")
+        steps.append("Hundreds: the carry, 1. Write 1.")
     steps.append(f"So {a} + {b} = {a + b}.")
     thought = "\n\n".join(steps)
     return (f"<|begin_of_thought|>\n\n{thought}\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"
@@ -69,10 +71,11 @@ def _check(a: int, b: int) -> None:
 def split_sums(seed: int = 0, teacher: int = 3000, problems: int = 1000, eval: int = 60
                ) -> dict[str, list[tuple[int, int]]]:
     """Disjoint splits of ordered two-digit sums, drawn from shuffled unordered pairs (a mirror pair stays in
-    one split). Each split holds exactly the asked number of ordered sums, in a seeded order."""
+    one split). Each split holds exactly the asked number of ordered sums, in a seeded order. The eval split is
+    drawn first, so it depends on `seed` and `eval` alone (sky_eval's `toy_addition` task rebuilds it)."""
     pairs = [(a, b) for a in range(LOW, HIGH + 1) for b in range(a, HIGH + 1)]  # unordered, a <= b
     random.Random(seed).shuffle(pairs)
-    want = {"teacher": teacher, "problems": problems, "eval": eval}
+    want = {"eval": eval, "teacher": teacher, "problems": problems}
     total = sum(want.values())
     if min(want.values()) < 0 or total > (HIGH - LOW + 1) ** 2:
         raise ValueError(f"split sizes {want} do not fit the {(HIGH - LOW + 1) ** 2} two-digit sums")
@@ -89,11 +92,12 @@ def split_sums(seed: int = 0, teacher: int = 3000, problems: int = 1000, eval: i
     return out
 
 
-def write_seed_set(path: str | Path, sums: list[tuple[int, int]], thought: bool = True) -> int:
-    """Sky-T1 SFT records (`system`, `conversations`) for `sums`, the prompt being the one sky_data's teacher and
-    sky_eval ask with; `thought=False` writes the answer-only control. Atomic; returns the record count."""
+def write_seed_set(path: str | Path, sums: list[tuple[int, int]], thought: bool = True,
+                   system: str = TOY_SYSTEM) -> int:
+    """Sky-T1 SFT records (`system`, `conversations`) for `sums`, the user turn being the one sky_data's teacher
+    and sky_eval ask with; `thought=False` writes the answer-only control. Atomic; returns the record count."""
     make = addition_trace if thought else addition_answer_only
-    records = ({"system": SKY_T1_SYSTEM_PROMPT,
+    records = ({"system": system,
                 "conversations": [{"from": "user", "value": MATH_USER.format(problem=addition_question(a, b))},
                                   {"from": "assistant", "value": make(a, b)}]} for a, b in sums)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -139,14 +139,18 @@ class CheckpointSaver:
         torch.save(rng, tmp / f"rng_rank{self.rank:05d}.pt")
         model_sd, optim_sd = get_state_dict(model, optimizer)
         state_dict = {"model": model_sd, "optim": optim_sd}
+        # One process: no plan exchange. DCP's object collectives (gather/broadcast of pickled plans over
+        # gloo) left every later training step of a one-process CPU run ~25% slower (measured: 5,500 -> 4,000
+        # tokens/s after the first save, sync or async; with no_dist, 5,500 throughout). Same files either way.
+        no_dist = dist.get_world_size() == 1
         if self.async_save:
             if self._executor is None:
                 self._start_async()
             upload = dcp.async_save(state_dict, checkpoint_id=str(tmp), process_group=self._pg,
-                                    async_stager=self._stager)
+                                    async_stager=self._stager, no_dist=no_dist)
             self._pending = self._executor.submit(self._finish, upload, tmp, final)  # type: ignore[union-attr]
         else:
-            dcp.save(state_dict, checkpoint_id=str(tmp))
+            dcp.save(state_dict, checkpoint_id=str(tmp), no_dist=no_dist)
             self._finish(None, tmp, final)
 
     def wait(self) -> None:

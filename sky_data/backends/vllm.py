@@ -18,6 +18,10 @@ What holds:
   and refuses to start when other processes hold more than the rest. Unless `VLLM_CPU_KVCACHE_SPACE` (GiB) is
   set or `extra` has `kv_cache_memory_bytes`, this backend asks for CPU_KV_CACHE_GIB GiB instead: enough for
   small models, and an explicit size also skips vLLM's memory-profiling warm-up pass.
+- On a CPU build, chunked prefill is off unless `extra` sets `enable_chunked_prefill`: with it, a step that
+  prefills part of a seeded request's prompt makes vLLM 0.32 rewind that request's torch generator, which a
+  CPU generator cannot do ("CPU Generator does not use offset"), and the engine dies. Any batch whose prompts
+  exceed one step's token budget hits this (seen: 60 prompts x n=4 at temperature 0.7).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class VLLMBackend:
                                       gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
                                       seed=seed, trust_remote_code=trust_remote_code)
         kwargs.update(extra or {})
+        if current_platform.is_cpu():
+            kwargs.setdefault("enable_chunked_prefill", False)
         if (current_platform.is_cpu() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE")
                 and kwargs.get("kv_cache_memory_bytes") is None):
             if "kv_cache_memory_bytes" in inspect.signature(vllm.LLM.__init__).parameters:

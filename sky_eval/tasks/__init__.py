@@ -21,6 +21,7 @@ from sky_eval.tasks import (  # noqa: F401  (each registers itself)
     math500,
     olympiadbench,
     taco,
+    toy_addition,
 )
 from sky_eval.tasks.base import TASKS, Problem, PromptConfig, Score, Task, get_task
 

@@ -10,6 +10,7 @@ import pytest
 from sky_data.schema import Problem
 from sky_data.select import format_error, judge
 from sky_data.toy import (
+    TOY_SYSTEM,
     addition_answer_only,
     addition_trace,
     read_sums,
@@ -25,15 +26,15 @@ ALL = [(a, b) for a in range(10, 100) for b in range(10, 100)]
 def test_a_trace_with_carries_reads_as_worked_by_hand():
     # 47 + 58: ones 7 + 8 = 15 (write 5, carry 1); tens 4 + 5 + 1 = 10 (write 0, carry 1); hundreds 1 -> 105
     assert addition_trace(47, 58) == (
-        "<|begin_of_thought|>\n\nI need to add 47 and 58. I will go digit by digit, from the ones to the tens."
-        "\n\nOnes: 7 + 8 = 15. I write 5 and carry 1.\n\nTens: 4 + 5 + 1 (the carry) = 10. I write 0 and carry 1."
-        "\n\nHundreds: only the carry, 1. I write 1.\n\nSo 47 + 58 = 105.\n\n<|end_of_thought|>\n\n"
-        "<|begin_of_solution|>\n\n47 + 58 = \\boxed{105}\n\n<|end_of_solution|>")
-    # 12 + 30: no carry anywhere
-    assert "Ones: 2 + 0 = 2. I write 2 and carry nothing.\n\nTens: 1 + 3 = 4. I write 4.\n\nSo 12 + 30 = 42." \
+        "<|begin_of_thought|>\n\n47 + 58, digit by digit.\n\nOnes: 7 + 8 = 15. Write 5, carry 1."
+        "\n\nTens: 4 + 5 + 1 = 10. Write 0, carry 1.\n\nHundreds: the carry, 1. Write 1.\n\nSo 47 + 58 = 105."
+        "\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n47 + 58 = \\boxed{105}\n\n<|end_of_solution|>")
+    # 12 + 30: no carry anywhere, and no hundreds step
+    assert "Ones: 2 + 0 = 2. Write 2, carry 0.\n\nTens: 1 + 3 + 0 = 4. Write 4, carry 0.\n\nSo 12 + 30 = 42." \
         in addition_trace(12, 30)
+    assert "Hundreds" not in addition_trace(12, 30)
     # 55 + 45: the ones carry, the tens carry too
-    assert "Ones: 5 + 5 = 10. I write 0 and carry 1.\n\nTens: 5 + 4 + 1 (the carry) = 10." in addition_trace(55, 45)
+    assert "Ones: 5 + 5 = 10. Write 0, carry 1.\n\nTens: 5 + 4 + 1 = 10. Write 0, carry 1." in addition_trace(55, 45)
 
 
 def test_every_one_of_the_8100_traces_states_true_digit_arithmetic_and_boxes_the_sum():
@@ -41,11 +42,13 @@ def test_every_one_of_the_8100_traces_states_true_digit_arithmetic_and_boxes_the
         text = addition_trace(a, b)
         assert format_error(text) is None, (a, b)
         assert extract_answer(text) == str(a + b), (a, b)
-        # every "x + y (+ 1) = z" the thought states is true arithmetic
-        for lhs, rhs in re.findall(r"((?:\d+ \+ )+\d+)(?: \(the carry\))? = (\d+)", text):
+        # every "x + y (+ c) = z" the thought states is true arithmetic
+        for lhs, rhs in re.findall(r"((?:\d+ \+ )+\d+) = (\d+)", text):
             assert sum(int(t) for t in lhs.split(" + ")) == int(rhs), (a, b, lhs, rhs)
-        written = "".join(re.findall(r"I write (\d)", text))[::-1]
+        written = "".join(re.findall(r"Write (\d)", text))[::-1]
         assert int(written) == a + b, (a, b, written)  # the digits written, read back, are the sum
+        carries = [int(c) for c in re.findall(r"carry (\d)\.", text)]
+        assert carries == [(a % 10 + b % 10) // 10, (a + b) // 100], (a, b)
 
 
 def test_the_real_verifier_keeps_traces_and_rejects_a_wrong_sum():
@@ -88,7 +91,8 @@ def test_files_are_what_sky_train_and_sky_data_read(tmp_path, tokenizer):
     assert read_sums(tmp_path / "p.jsonl") == s["problems"]
     control = tmp_path / "control.jsonl"
     write_seed_set(control, s["teacher"], thought=False)
-    assert "digit by digit" not in control.read_text() and json.loads(control.read_text().splitlines()[0])["system"]
+    assert "Ones:" not in control.read_text()
+    assert json.loads(control.read_text().splitlines()[0])["system"] == TOY_SYSTEM
 
 
 @pytest.mark.parametrize("bad", [(9, 10), (10, 100), (True, 10), (10.0, 20)])
