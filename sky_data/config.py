@@ -115,7 +115,7 @@ class DedupCfg:
     shingle: int = 5  # words per shingle
     decontaminate: bool = True  # drop problems that share an n-gram with a benchmark question
     benchmarks_dir: str | None = None  # DIR/<task>/test.jsonl (the layout of ../shared/data); null: none checked
-    benchmarks: list[str] = field(default_factory=list)  # empty: every benchmark sky_eval knows
+    benchmarks: list[str] = field(default_factory=list)  # empty: every benchmark sky_eval knows (toy_addition only when named)
     # words per n-gram in the overlap check. 13 (GPT-3's choice), not 8: at 8 words, 3-40% of each math
     # benchmark's questions "overlap" another benchmark through stock wording ("where m and n are relatively
     # prime positive integers"), and training problems written the same way would be dropped for it

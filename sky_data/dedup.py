@@ -43,7 +43,7 @@ from tqdm import tqdm
 from sky_data.config import DedupCfg
 from sky_data.schema import Problem
 
-__all__ = ["BENCHMARKS", "BENCHMARK_IDS", "DedupResult", "Dropped", "decontaminate", "dedup_exact", "dedup_near",
+__all__ = ["BENCHMARKS", "BENCHMARK_IDS", "DEFAULT_BENCHMARKS", "DedupResult", "Dropped", "decontaminate", "dedup_exact", "dedup_near",
            "deduplicate", "lsh_params", "load_benchmarks", "normalize_question"]
 
 REASONS = ("duplicate", "near_duplicate", "contaminated")
@@ -64,6 +64,9 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "humaneval": ("prompt",),
     "toy_addition": ("problem",),  # the toy recipe's held-out sums (sky_data.toy)
 }
+# What an empty `dedup.benchmarks` checks: every benchmark but the toy recipe's own sums, which are checked only when
+# named (a real data run has no such file and would report it missing at every run).
+DEFAULT_BENCHMARKS: tuple[str, ...] = tuple(b for b in BENCHMARKS if b != "toy_addition")
 # benchmark -> the id field(s), first one present wins; none present: the record's 0-based index in the file.
 # The ids are sky_eval's, so a reported match can be looked up there.
 _OTHER_IDS = ("question_id", "problem_id", "id")
@@ -241,7 +244,7 @@ def dedup_near(problems: Sequence[Problem], threshold: float = 0.9, num_perm: in
 
 def load_benchmarks(benchmarks_dir: str | Path, names: Sequence[str] | None = None
                     ) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
-    """Read `benchmarks_dir/<name>/test.jsonl` for each name (all of `BENCHMARKS` when none are given).
+    """Read `benchmarks_dir/<name>/test.jsonl` for each name (all of `DEFAULT_BENCHMARKS` when none are given).
 
     Returns name -> [(problem id, question text)] in file order, and the names that have no file there (not an
     error: the report lists them). A missing directory, an unknown name, a line that is not a JSON object, or a
@@ -250,7 +253,7 @@ def load_benchmarks(benchmarks_dir: str | Path, names: Sequence[str] | None = No
     root = Path(benchmarks_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmarks_dir {root} is not a directory (it holds <benchmark>/test.jsonl)")
-    names = list(names) if names else list(BENCHMARKS)
+    names = list(names) if names else list(DEFAULT_BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
@@ -389,7 +392,7 @@ def deduplicate(problems: Sequence[Problem], cfg: DedupCfg, progress: bool = Tru
     missing: list[str] = []
     if cfg.decontaminate:
         if cfg.benchmarks_dir is None:
-            missing = list(cfg.benchmarks or BENCHMARKS)
+            missing = list(cfg.benchmarks or DEFAULT_BENCHMARKS)
         else:
             benchmarks, missing = load_benchmarks(cfg.benchmarks_dir, cfg.benchmarks)
             checked = {name: len(qs) for name, qs in benchmarks.items()}

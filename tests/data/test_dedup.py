@@ -17,6 +17,7 @@ from conftest import SHARED, subprocess_env, write_jsonl
 from sky_data.config import DedupCfg
 from sky_data.dedup import (
     BENCHMARKS,
+    DEFAULT_BENCHMARKS,
     decontaminate,
     dedup_exact,
     dedup_near,
@@ -277,6 +278,10 @@ def test_benchmark_ids_follow_each_task(tmp_path):
                       "gpqa_diamond": [("rec1", "q")], "apps": [("4000", "q")], "taco": [("0", "q"), ("1", "q")],
                       "humaneval": [("HumanEval/0", "def f():")]}
     assert missing == ["aime24", "amc23", "livecodebench"]
+    # the toy recipe's sums: checked only when named, by their "a+b" ids
+    put("toy_addition", [{"problem": "What is 12 + 30?", "id": "12+30", "answer": "42"}])
+    assert "toy_addition" not in load_benchmarks(tmp_path)[0]
+    assert load_benchmarks(tmp_path, ["toy_addition"]) == ({"toy_addition": [("12+30", "What is 12 + 30?")]}, [])
 
 
 # ---------------------------------------------------------------- against the real benchmark files
@@ -363,7 +368,7 @@ def test_each_pass_is_switched_by_its_config_key(tmp_path):
     assert [d.reason for d in result.dropped] == ["duplicate"]
     assert result.report["benchmarks_checked"] == {} and result.report["benchmarks_missing"] == []
     cfg.decontaminate, cfg.benchmarks_dir = True, None  # nothing to check against: every benchmark is missing
-    assert deduplicate(problems, cfg, progress=False).report["benchmarks_missing"] == list(BENCHMARKS)
+    assert deduplicate(problems, cfg, progress=False).report["benchmarks_missing"] == list(DEFAULT_BENCHMARKS)
     cfg.benchmarks_dir, cfg.benchmarks = str(tmp_path), ["gsm8k"]  # only the benchmarks named
     result = deduplicate(problems, cfg, progress=False)
     assert result.report["benchmarks_missing"] == ["gsm8k"] and result.report["dropped"]["contaminated"] == 0
