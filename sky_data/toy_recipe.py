@@ -31,6 +31,7 @@ from its saved responses. OUT/recipe.json holds the settings; a run folder made 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import fcntl
 import importlib.util
@@ -44,7 +45,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -207,23 +208,19 @@ def run_recipe(out: str | Path, recipe: Recipe, overwrite: bool = False, echo: b
 # The run folder: one recipe, one set of settings
 
 
-def _lock(out: Path):
-    import contextlib
-
-    @contextlib.contextmanager
-    def held():
-        f = open(out / ".lock", "a+")  # noqa: SIM115  (held for the whole run)
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise RecipeError(f"another toy recipe is running in {out} (its lock, {out / '.lock'}, is held)") from None
-        try:
-            yield
-        finally:
-            f.close()  # closing releases the lock; the kernel releases it too when the process dies
-
-    return held()
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Held for the whole run: one recipe per folder. The kernel releases it when the process dies."""
+    f = open(out / ".lock", "a+")  # noqa: SIM115  (held until the run ends)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RecipeError(f"another toy recipe is running in {out} (its lock, {out / '.lock'}, is held)") from None
+    try:
+        yield
+    finally:
+        f.close()
 
 
 OUTPUTS = ("data", "base", "teacher", "generate", "student_unfiltered", "student_verified", "eval", "logs",
